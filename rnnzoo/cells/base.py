@@ -1,0 +1,69 @@
+"""The cell contract every engine and the model drive, so nothing outside a cell branches
+on its type.
+
+- State is a tuple of tensors, ``(h,)`` or ``(h, c)``, each (B, size); ``state_sizes``
+  declares the sizes and ``zero_state`` builds them (one implementation for every cell).
+- ``input_projection(x)`` maps the whole input sequence (T, B, I) to per-step
+  pre-activations (T, B, P) in ONE matrix multiply (the input GEMM batched over time).
+- ``step(xp_t, state, rec_mask)`` does only the recurrent part for one step and returns
+  ``(y_t, new_state)``; ``y_t`` is (B, output_size). ``rec_mask`` (B, hidden_size) or None
+  is the recurrent-dropout mask (already scaled by 1/keep), multiplied into h where h
+  enters the recurrent product, drawn once per sequence by the model.
+- Cells own their initialization in ``reset_parameters``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+
+
+class RecurrentCell(nn.Module):
+    """Base class for every registered cell."""
+
+    #: names of the state tensors, e.g. ("h",) or ("h", "c"); h is always first.
+    state_names: tuple[str, ...] = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(
+                f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """Width of each state tensor (default: every state is hidden_size wide)."""
+        return tuple(self.hidden_size for _ in self.state_names)
+
+    @property
+    def output_size(self) -> int:
+        """Width of ``y_t`` returned by ``step``."""
+        return self.hidden_size
+
+    def zero_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        """All-zero state with the parameters' device and dtype unless given."""
+        ref = next(self.parameters())
+        device = ref.device if device is None else device
+        dtype = ref.dtype if dtype is None else dtype
+        return tuple(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes)
+
+    def input_projection(self, x: Tensor) -> Tensor:
+        """(T, B, I) -> (T, B, P): everything that depends on x alone, in one matmul."""
+        raise NotImplementedError
+
+    def step(self, xp_t: Tensor, state: State, rec_mask: Tensor | None = None) -> tuple[Tensor, State]:
+        """One recurrent step: (B, P), state -> (y_t (B, output_size), new state)."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
