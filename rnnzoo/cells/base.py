@@ -10,6 +10,10 @@ on its type.
   is the recurrent-dropout mask (already scaled by 1/keep), multiplied into h where h
   enters the recurrent product, drawn once per sequence by the model.
 - Cells own their initialization in ``reset_parameters``.
+- ``native_mode`` names the torch built-in the cell is exactly (for the native engine);
+  ``fused_kernel`` names the fused kernel that implements its step (for the fused engine).
+- ``post_step_()`` is called by the trainer after every optimizer step on every module that
+  has it (no-op here; IndRNN clamps its recurrent weights).
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ class RecurrentCell(nn.Module):
 
     #: names of the state tensors, e.g. ("h",) or ("h", "c"); h is always first.
     state_names: tuple[str, ...] = ("h",)
+    #: torch built-in this cell is exactly, with the same parameters: "LSTM" | "GRU" |
+    #: "RNN_TANH" | "RNN_RELU"; None when there is no such built-in.
+    native_mode: str | None = None
+    #: fused kernel implementing ``step`` over a sequence ("lstm", "gru", ...), or None.
+    fused_kernel: str | None = None
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -52,18 +61,25 @@ class RecurrentCell(nn.Module):
         ref = next(self.parameters())
         device = ref.device if device is None else device
         dtype = ref.dtype if dtype is None else dtype
-        return tuple(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes)
+        return tuple(
+            torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes
+        )
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, P): everything that depends on x alone, in one matmul."""
         raise NotImplementedError
 
-    def step(self, xp_t: Tensor, state: State, rec_mask: Tensor | None = None) -> tuple[Tensor, State]:
+    def step(
+        self, xp_t: Tensor, state: State, rec_mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
         """One recurrent step: (B, P), state -> (y_t (B, output_size), new state)."""
         raise NotImplementedError
 
     def reset_parameters(self) -> None:
         raise NotImplementedError
+
+    def post_step_(self) -> None:
+        """Hook the trainer calls after every optimizer step (e.g. to clamp weights). No-op."""
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
