@@ -1,0 +1,316 @@
+"""The sequence classifier: a stack of recurrent cells and a linear readout on the last step.
+
+Layout for ``num_layers`` L and D directions (D = 2 when bidirectional), all lists indexed
+by ``k = layer * D + direction``:
+
+- ``cells[k]``: a registered cell, hidden_size wide.
+- ``input_maps[k]``: ``nn.Identity`` or a ``nn.Linear(I, H)`` in front of the cell. Only
+  cells whose output is as wide as their input (``intersection`` / +RNN) need it: when such a
+  layer's input width I != hidden_size, the map makes the layer's output hidden_size wide.
+  (The rule is generic: a map is added whenever a cell built for (I, H) would not output H.)
+- ``init_state[k]`` (``learn_init`` only): one learned vector per state tensor, initialized
+  to zero and expanded over the batch. Without ``learn_init`` the state starts at zero.
+- ``readout``: ``nn.Linear(D * H, num_classes)``.
+
+Directions: the reverse direction runs its cell over the time-flipped sequence and its
+outputs are flipped back, so position t of both directions lines up; the next layer gets
+their concatenation (T, B, 2H). The readout sees [forward output at step T-1, backward
+output at position 0] (the last step each direction computed).
+
+Dropout (``dropout``) is applied to each layer's output sequence except the last layer's,
+as in ``torch.nn.LSTM``; nothing is dropped before the readout. Recurrent dropout
+(``recurrent_dropout``) uses ONE Bernoulli keep mask per sequence, per layer and direction,
+of shape (B, H), scaled by 1/keep, multiplied by the cell into h where h enters the
+recurrent product at every step (Gal & Ghahramani, 2016). ``sample_masks`` draws them, in
+training mode only; truncated BPTT passes the same masks to every chunk.
+
+Engines (``rnnzoo.engines``) are resolved lazily per device on the first forward (the model
+can be moved after construction) and cached; ``engine_name`` reports the choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.engines import check_engine_name, resolve_engine, run_layer
+from rnnzoo.errors import UserError
+from rnnzoo.registry import create_cell, resolve_name
+
+#: keys ``from_config`` reads from the model config (``conf/model/*.yaml``)
+CONFIG_KEYS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "recurrent_dropout",
+    "bidirectional",
+    "learn_init",
+    "engine",
+    "cell_kwargs",
+)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+class SequenceClassifier(nn.Module):
+    """Stacked (optionally bidirectional) recurrent cells with a linear readout.
+
+    Args:
+        cell: registry name (or alias) of the cell, e.g. "lstm", "rnn+".
+        input_size: features per step I (1 for pixel-by-pixel MNIST).
+        hidden_size: width H of every layer.
+        num_classes: number of classes C.
+        num_layers: stacked layers L.
+        dropout: dropout on the output of every layer but the last.
+        recurrent_dropout: per-sequence dropout rate on h inside the recurrence.
+        bidirectional: add a reverse-direction cell to every layer.
+        learn_init: learn the initial state instead of starting at zero.
+        engine: "auto" or an engine name from ``rnnzoo.engines`` (loop, native, fused).
+        cell_kwargs: extra keyword arguments for every cell (e.g. ``forget_bias``).
+
+    Raises:
+        UserError: a bad cell name, engine name, cell_kwargs or size/rate.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_classes: int = 10,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        bidirectional: bool = False,
+        learn_init: bool = False,
+        engine: str = "auto",
+        cell_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_classes", num_classes),
+            ("num_layers", num_layers),
+        ):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            _check(ok, f"model {name} must be an integer >= 1, got {value!r}")
+        for name, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            ok = isinstance(value, (int, float)) and 0.0 <= value < 1.0
+            _check(ok, f"model {name} must be a number in [0, 1), got {value!r}")
+        try:
+            self.cell_name = resolve_name(cell)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        check_engine_name(engine)
+
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_classes = int(num_classes)
+        self.num_layers = int(num_layers)
+        self.dropout_rate = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.bidirectional = bool(bidirectional)
+        self.learn_init = bool(learn_init)
+        self.engine = str(engine).lower()
+        self.cell_kwargs = dict(cell_kwargs or {})
+        self.num_directions = 2 if self.bidirectional else 1
+
+        self.cells = nn.ModuleList()
+        self.input_maps = nn.ModuleList()
+        for layer in range(self.num_layers):
+            layer_in = self.input_size if layer == 0 else self.num_directions * self.hidden_size
+            for _ in range(self.num_directions):
+                input_map, rnn_cell = self._build_cell(layer_in)
+                self.input_maps.append(input_map)
+                self.cells.append(rnn_cell)
+        self.init_state: nn.ModuleList | None = None
+        if self.learn_init:
+            self.init_state = nn.ModuleList(
+                nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in c.state_sizes)
+                for c in self.cells
+            )
+        self.dropout = nn.Dropout(self.dropout_rate)
+        self.readout = nn.Linear(self.num_directions * self.hidden_size, self.num_classes)
+        self._engines: dict[torch.device, list[str]] = {}  # device -> engine per cell
+
+    # construction ----------------------------------------------------------------------------
+
+    def _create(self, input_size: int) -> RecurrentCell:
+        try:
+            return create_cell(self.cell_name, input_size, self.hidden_size, **self.cell_kwargs)
+        except (TypeError, ValueError) as err:
+            raise UserError(
+                f"cannot build cell {self.cell_name!r} with cell_kwargs {self.cell_kwargs}: {err}"
+            ) from err
+
+    def _build_cell(self, layer_in: int) -> tuple[nn.Module, RecurrentCell]:
+        """The cell for one layer/direction and the input map in front of it (or Identity)."""
+        cell = self._create(layer_in)
+        if cell.output_size == self.hidden_size:
+            return nn.Identity(), cell
+        # e.g. +RNN outputs its input width: map the input to H first
+        input_map = nn.Linear(layer_in, self.hidden_size)
+        cell = self._create(self.hidden_size)
+        if cell.output_size != self.hidden_size:
+            raise ValueError(
+                f"cell {self.cell_name!r} built for ({self.hidden_size}, {self.hidden_size}) "
+                f"outputs {cell.output_size} features"
+            )
+        return input_map, cell
+
+    @classmethod
+    def from_config(cls, model_cfg: Any, input_size: int, num_classes: int) -> SequenceClassifier:
+        """Build from the ``model`` config group (a DictConfig or mapping with CONFIG_KEYS).
+
+        Raises:
+            UserError: a missing or unknown key, or any bad value.
+        """
+        cfg = _plain(model_cfg)
+        unknown = sorted(set(cfg) - set(CONFIG_KEYS))
+        _check(not unknown, f"unknown model config keys {unknown}; valid: {', '.join(CONFIG_KEYS)}")
+        missing = [k for k in ("cell", "hidden_size") if cfg.get(k) is None]
+        _check(not missing, f"model config needs {' and '.join(missing)}")
+        kwargs = {k: v for k, v in cfg.items() if v is not None or k == "cell_kwargs"}
+        return cls(input_size=input_size, num_classes=num_classes, **kwargs)
+
+    def model_args(self) -> dict[str, Any]:
+        """Constructor kwargs that rebuild this model exactly (stored in checkpoints)."""
+        return {
+            "cell": self.cell_name,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_classes": self.num_classes,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout_rate,
+            "recurrent_dropout": self.recurrent_dropout,
+            "bidirectional": self.bidirectional,
+            "learn_init": self.learn_init,
+            "engine": self.engine,
+            "cell_kwargs": dict(self.cell_kwargs),
+        }
+
+    # states, masks, engines --------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int) -> list[State]:
+        """One state tuple per layer x direction (index ``layer * D + direction``), each tensor
+        (B, size): learned (expanded over the batch) with ``learn_init``, zero otherwise."""
+        if self.init_state is None:
+            return [cell.zero_state(batch_size) for cell in self.cells]
+        return [tuple(p.expand(batch_size, -1) for p in params) for params in self.init_state]
+
+    def sample_masks(self, batch_size: int) -> list[Tensor | None] | None:
+        """Recurrent-dropout keep masks, ONE per sequence: a (B, H) tensor of 0 and 1/keep per
+        layer x direction; None in eval mode or when the rate is 0."""
+        if not self.training or self.recurrent_dropout == 0.0:
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        ref = self.readout.weight
+        return [
+            torch.empty(batch_size, cell.hidden_size, device=ref.device, dtype=ref.dtype)
+            .bernoulli_(keep)
+            .div_(keep)
+            for cell in self.cells
+        ]
+
+    def _engines_for(self, device: torch.device) -> list[str]:
+        names = self._engines.get(device)
+        if names is None:
+            names = [
+                resolve_engine(self.engine, cell, device, self.recurrent_dropout)
+                for cell in self.cells
+            ]
+            self._engines[device] = names
+        return names
+
+    @property
+    def engine_name(self) -> str:
+        """The engine resolved for the parameters' current device ("a/b" if cells differ).
+
+        Raises:
+            UserError: the configured engine cannot run this model on this device.
+        """
+        names = self._engines_for(self.readout.weight.device)
+        return "/".join(dict.fromkeys(names))
+
+    @torch.no_grad()
+    def post_step_(self) -> None:
+        """Call every cell's ``post_step_`` hook (e.g. IndRNN's weight clamp); run it after each
+        optimizer step."""
+        for cell in self.cells:
+            hook = getattr(cell, "post_step_", None)
+            if callable(hook):
+                hook()
+
+    # forward -----------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: Tensor,
+        state: Sequence[State] | None = None,
+        masks: Sequence[Tensor | None] | None = None,
+    ) -> tuple[Tensor, list[State]]:
+        """Run the stack over ``x`` and read out the last step.
+
+        Args:
+            x: input sequence (T, B, I).
+            state: initial state per layer x direction; None -> ``initial_state(B)``.
+            masks: recurrent-dropout masks per layer x direction; None -> ``sample_masks(B)``
+                (so in training a plain call draws fresh per-sequence masks). Truncated BPTT
+                passes the same masks and the detached state to every chunk.
+
+        Returns:
+            logits (B, C) and the final state per layer x direction.
+        """
+        if x.dim() != 3 or x.size(0) < 1 or x.size(2) != self.input_size:
+            raise ValueError(f"expected input (T>=1, B, {self.input_size}), got {tuple(x.shape)}")
+        batch = x.size(1)
+        engines = self._engines_for(x.device)
+        n = len(self.cells)
+        state = self.initial_state(batch) if state is None else list(state)
+        if masks is None:
+            masks = self.sample_masks(batch)
+        masks = [None] * n if masks is None else list(masks)
+        if len(state) != n or len(masks) != n:
+            raise ValueError(
+                f"expected {n} states and masks (layers x directions), "
+                f"got {len(state)} and {len(masks)}"
+            )
+
+        final: list[State] = []
+        inp = x  # (T, B, I) then (T, B, D*H)
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                seq = self.input_maps[k](inp)  # (T, B, I) or (T, B, H)
+                if d == 1:
+                    seq = seq.flip(0)
+                ys, last = run_layer(engines[k], self.cells[k], seq, tuple(state[k]), masks[k])
+                final.append(last)
+                outs.append(ys if d == 0 else ys.flip(0))  # (T, B, H) aligned by position
+            inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)
+            if layer < self.num_layers - 1:
+                inp = self.dropout(inp)
+        if self.bidirectional:
+            features = torch.cat([outs[0][-1], outs[1][0]], dim=-1)  # (B, 2H)
+        else:
+            features = outs[0][-1]  # (B, H)
+        return self.readout(features), final  # (B, C)
+
+
+def _plain(model_cfg: Any) -> dict[str, Any]:
+    """A DictConfig (resolved) or mapping as a plain dict."""
+    from omegaconf import DictConfig, OmegaConf  # comes with hydra; imported only when used
+
+    if isinstance(model_cfg, DictConfig):
+        return OmegaConf.to_container(model_cfg, resolve=True)
+    return dict(model_cfg)
