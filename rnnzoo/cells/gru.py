@@ -75,5 +75,5 @@ class GRUCell(RecurrentCell):
         hh = torch.mm(h_rec, self.weight_hh.t())  # (B, 3H)
         r, z = (xp_t[:, : 2 * H] + hh[:, : 2 * H]).sigmoid().chunk(2, dim=1)  # (B, H) each
         n = torch.addcmul(xp_t[:, 2 * H :], r, hh[:, 2 * H :] + self.bias_hh[2 * H :]).tanh()
-        h = torch.lerp(n, h, z)  # n + z * (h - n) = (1 - z) * n + z * h
+        h = n + z * (h - n)  # = (1 - z) * n + z * h (lerp rejects autocast mixed dtypes)
         return h, (h,)

@@ -92,8 +92,8 @@ class IntersectionCell(RecurrentCell):
         pre = torch.addmm(xp_t[:, :G], h_rec, self.weight_hh.t())  # (B, G)
         g_y, g_h = pre[:, : nx + nh].sigmoid().split((nx, nh), dim=1)
         y_in, h_in = pre[:, nx + nh :].tanh().split((nx, nh), dim=1)
-        y = torch.lerp(y_in, xp_t[:, G:], g_y)  # g_y * x + (1 - g_y) * y_in, (B, I)
-        h = torch.lerp(h_in, h, g_h)  # g_h * h + (1 - g_h) * h_in, (B, H)
+        y = y_in + g_y * (xp_t[:, G:] - y_in)  # g_y * x + (1 - g_y) * y_in, (B, I)
+        h = h_in + g_h * (h - h_in)  # g_h * h + (1 - g_h) * h_in, (B, H); no lerp (autocast dtypes)
         return y, (h,)
 
     def extra_repr(self) -> str:

@@ -69,7 +69,7 @@ class UGRNNCell(RecurrentCell):
         pre = torch.addmm(xp_t, h_rec, self.weight_hh.t())  # (B, 2H)
         c = pre[:, :H].tanh()
         g = pre[:, H:].sigmoid()
-        h = torch.lerp(c, h, g)  # c + g * (h - c) = g * h + (1 - g) * c
+        h = c + g * (h - c)  # = g * h + (1 - g) * c (lerp rejects autocast mixed dtypes)
         return h, (h,)
 
     def extra_repr(self) -> str:
