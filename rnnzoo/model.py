@@ -168,8 +168,13 @@ class SequenceClassifier(nn.Module):
         return input_map, cell
 
     @classmethod
-    def from_config(cls, model_cfg: Any, input_size: int, num_classes: int) -> SequenceClassifier:
+    def from_config(
+        cls, model_cfg: Any, input_size: int, num_classes: int, seq_len: int | None = None
+    ) -> SequenceClassifier:
         """Build from the ``model`` config group (a DictConfig or mapping with CONFIG_KEYS).
+
+        A ``cell_kwargs.seq_len: null`` (IndRNN's recurrent-weight bound) is filled with the
+        data's ``seq_len``, so the bound follows the view (784 pixels or 28 rows).
 
         Raises:
             UserError: a missing or unknown key, or any bad value.
@@ -180,6 +185,10 @@ class SequenceClassifier(nn.Module):
         missing = [k for k in ("cell", "hidden_size") if cfg.get(k) is None]
         _check(not missing, f"model config needs {' and '.join(missing)}")
         kwargs = {k: v for k, v in cfg.items() if v is not None or k == "cell_kwargs"}
+        cell_kwargs = dict(kwargs.get("cell_kwargs") or {})
+        if "seq_len" in cell_kwargs and cell_kwargs["seq_len"] is None and seq_len is not None:
+            cell_kwargs["seq_len"] = seq_len
+        kwargs["cell_kwargs"] = cell_kwargs
         return cls(input_size=input_size, num_classes=num_classes, **kwargs)
 
     def model_args(self) -> dict[str, Any]:

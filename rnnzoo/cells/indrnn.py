@@ -42,7 +42,8 @@ class IndRNNCell(RecurrentCell):
     Args:
         input_size: I, width of x_t.
         hidden_size: H, width of h_t.
-        seq_len: sequence length T used for the default ``recurrent_max_abs``.
+        seq_len: sequence length T used for the default ``recurrent_max_abs``; None = 784
+            (pixel MNIST). The model fills it from the data when the config leaves it null.
         recurrent_max_abs: upper bound of |u|; None gives 2 ** (1 / seq_len).
         recurrent_min_abs: lower bound of |u|.
         constrain_recurrent: clamp u into the bounds after every optimizer step.
@@ -55,13 +56,14 @@ class IndRNNCell(RecurrentCell):
         self,
         input_size: int,
         hidden_size: int,
-        seq_len: int = 784,
+        seq_len: int | None = None,
         recurrent_max_abs: float | None = None,
         recurrent_min_abs: float = 0.0,
         constrain_recurrent: bool = True,
         input_std: float | None = 0.001,
     ) -> None:
         super().__init__(input_size, hidden_size)
+        seq_len = 784 if seq_len is None else seq_len
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         max_abs = 2.0 ** (1.0 / seq_len) if recurrent_max_abs is None else recurrent_max_abs
