@@ -399,21 +399,23 @@ def test_config_files_are_complete_and_named_after_their_knobs():
         assert cfg.root is None and cfg.download is True and cfg.val_size == 5000
 
 
-def test_override_combination_and_name_warning(tmp_path, caplog):
+def test_override_combination_name_follows_knobs(tmp_path, caplog):
     root = make_idx_root(tmp_path, source="fashion")
     local = {"root": str(root), "download": False, "val_size": VAL}
-    # data=fashion data.view=row, merged as Hydra would
+    # data=fashion data.view=row, merged as Hydra would: the name follows the knobs
     cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "fashion.yaml"), {"view": "row"}, local)
     with caplog.at_level(logging.WARNING, logger="rnnzoo.data"):
         data = build_data(cfg, "cpu")
-    assert (data.source, data.seq_len, data.input_size, data.name) == ("fashion", 28, 28, "fashion")
-    assert "data.name=rowfashion" in caplog.text
-    caplog.clear()
-    cfg = OmegaConf.merge(cfg, {"name": "rowfashion"})
-    with caplog.at_level(logging.WARNING, logger="rnnzoo.data"):
-        assert build_data(cfg, "cpu").name == "rowfashion"
+        assert (data.source, data.seq_len, data.input_size) == ("fashion", 28, 28)
+        assert data.name == "rowfashion"
+        permuted = OmegaConf.merge(cfg, {"permute": True})
+        assert build_data(permuted, "cpu").name == "prowfashion"
         build_data(OmegaConf.merge(cfg, {"name": "my_ablation"}), "cpu")  # custom: deliberate
     assert caplog.text == ""
+    # a preset name that contradicts the knobs (set by hand) is warned about
+    with caplog.at_level(logging.WARNING, logger="rnnzoo.data"):
+        assert build_data(OmegaConf.merge(cfg, {"name": "fashion"}), "cpu").name == "fashion"
+    assert "data.name=rowfashion" in caplog.text
 
 
 # --- fixtures for other tests ---------------------------------------------------------------
