@@ -1,0 +1,142 @@
+"""Checkpoints: atomic writes, RNG states, and finding the one to resume from.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (never a pickled
+module), so ``torch.load(weights_only=True)`` reads it:
+
+- ``model``: state_dict; ``model_args``: ``SequenceClassifier.model_args()`` (rebuild exactly);
+- ``optimizer`` / ``scheduler``: their state_dicts (scheduler None when there is none);
+- ``rng``: python and torch (CPU, every CUDA device) generator states; the data order needs
+  none, it is seeded by (seed, epoch), so the position in the epoch is enough;
+- ``progress``: counters (epoch, batch within the epoch, step, best validation, history, ...);
+- ``config``: the resolved run config as a plain dict.
+
+Files are written to a temporary name in the same directory, fsynced, then ``os.replace``d,
+so a run killed at any moment leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from rnnzoo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the layout changes incompatibly
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` by calling ``write(f)`` on a temporary file, then renaming it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically ``torch.save`` a checkpoint dict."""
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``.
+
+    Raises:
+        UserError: the file is missing, unreadable or not an rnnzoo checkpoint.
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} does not exist") from None
+    except Exception as err:
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not an rnnzoo checkpoint (format {FORMAT})")
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """Python and torch generator states as tensors and lists (weights_only-loadable)."""
+    version, internal, gauss = random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "torch": torch.get_rng_state(),
+        "cuda": list(cuda),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (CUDA states only if the device count matches)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            log.warning(
+                "checkpoint has %d CUDA RNG states for %d devices; not restored",
+                len(cuda),
+                torch.cuda.device_count(),
+            )
+
+
+def resume_path(resume: str | None, run_dir: Path) -> Path | None:
+    """The checkpoint ``trainer.resume`` names.
+
+    Args:
+        resume: None (start fresh), "auto" (``<run_dir>/checkpoints/last.pt`` if it exists,
+            else start fresh), a ``.pt`` file, or a run directory (its ``checkpoints/last.pt``).
+        run_dir: this job's run directory.
+
+    Raises:
+        UserError: an explicit path that does not exist.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        path = run_dir / "checkpoints" / "last.pt"
+        if path.is_file():
+            return path
+        log.info("trainer.resume=auto: no %s yet, starting fresh", path)
+        return None
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise UserError(
+            f"trainer.resume={resume}: {path} does not exist; valid: auto, a .pt file, "
+            "or a run directory holding checkpoints/last.pt"
+        )
+    return path
+
+
+def adopt_best(source: Path, ckpt_dir: Path) -> None:
+    """When resuming from another run's checkpoint, copy its ``best.pt`` next to ours, so the
+    final test uses the best model of the whole training, not only of the resumed part."""
+    best = source.parent / "best.pt"
+    target = ckpt_dir / "best.pt"
+    if best.is_file() and best.resolve() != target.resolve():
+
+        def copy(f: IO[bytes]) -> None:
+            with best.open("rb") as src:
+                shutil.copyfileobj(src, f)
+
+        atomic_write(target, copy)
