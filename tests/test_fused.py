@@ -1,0 +1,323 @@
+"""The fused engine: equal to the loop engine (outputs and every gradient, float64), with
+recurrent-dropout masks, stacked layers, carried (TBPTT) states, several shards and both
+input paths; the fallback when the C++ kernels cannot be built; the benchmark's output.
+
+The first test that needs the kernels builds them (about a minute on a fresh machine; cached
+afterwards in torch's extension directory)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from rnnzoo import list_cells
+from rnnzoo.cells import RecurrentCell
+from rnnzoo.engines import fused, fused_build, loop, resolve_engine
+from rnnzoo.model import SequenceClassifier
+from rnnzoo.registry import create_cell
+
+F64 = torch.float64
+T, B, H = 20, 5, 8
+ALL = list_cells()  # every registered cell has a fused kernel
+
+
+@pytest.fixture(scope="module")
+def ops():
+    """The built kernels (fails, not skips: the fused engine must build on CI machines)."""
+    return fused_build.load_ops()
+
+
+def make_cell(name: str, input_size: int, dtype=F64) -> RecurrentCell:
+    torch.manual_seed(0)
+    cell = create_cell(name, input_size, H).to(dtype)
+    with torch.no_grad():  # non-zero everywhere (biases, peepholes): every term is exercised
+        for p in cell.parameters():
+            p.uniform_(-0.6, 0.6)
+    return cell
+
+
+def inputs(cell: RecurrentCell, steps: int = T, batch: int = B, dtype=F64, masked=True):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(steps, batch, cell.input_size, generator=g, dtype=dtype, requires_grad=True)
+    state = tuple(
+        (0.5 * torch.randn(batch, n, generator=g, dtype=dtype)).requires_grad_()
+        for n in cell.state_sizes
+    )
+    mask = None
+    if masked:  # a recurrent-dropout mask (0 or 1/keep), held fixed for the whole sequence
+        mask = (torch.rand(batch, H, generator=g, dtype=dtype) > 0.3).to(dtype) / 0.7
+    return x, state, mask
+
+
+def run_both(cell: RecurrentCell, x: Tensor, state, mask):
+    """Outputs, final state and the gradients of x, the initial state and every parameter
+    from a loss that weights every output and the final state differently."""
+    results = []
+    for engine in (loop, fused):
+        ys, final = engine.run(cell, x, state, mask)
+        w = torch.linspace(-1.0, 1.0, ys.numel(), dtype=ys.dtype).view_as(ys)
+        loss = (w * ys).sum() + sum((0.3 * s * s).sum() for s in final)
+        grads = torch.autograd.grad(loss, [x, *state, *cell.parameters()])
+        results.append((ys, final, grads))
+    return results
+
+
+def assert_same(ref, got, tol=1e-6):
+    (ys0, st0, g0), (ys1, st1, g1) = ref, got
+    torch.testing.assert_close(ys1, ys0, rtol=tol, atol=tol)
+    for a, b in zip(st1, st0, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert len(g0) == len(g1)
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+# --- equal to loop, cell by cell ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("input_size", [1, 7], ids=["I1-inline", "I7-gemm"])
+@pytest.mark.parametrize("name", ALL)
+def test_fused_equals_loop(ops, name, input_size, masked):
+    cell = make_cell(name, input_size)
+    assert fused.kernel_name(cell) is not None
+    x, state, mask = inputs(cell, masked=masked)
+    ref, got = run_both(cell, x, state, mask)
+    assert_same(ref, got)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fused_equals_loop_with_several_shards(ops, name):
+    # force 3 shards of uneven size (7 rows, split 2/2/3), whatever the machine's core count
+    cell = make_cell(name, 3)
+    x, state, mask = inputs(cell, batch=7)
+    threads = torch.get_num_threads()
+    old = ops.config(0, 0, -1)
+    try:
+        torch.set_num_threads(3)
+        ops.config(0, 1, -1)
+        ref, got = run_both(cell, x, state, mask)
+    finally:
+        torch.set_num_threads(threads)
+        ops.config(0, old[1], -1)
+    assert_same(ref, got)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "intersection"])
+def test_weight_gradient_chunks_of_one_step(ops, name):
+    # chunk rows 1 -> one flush per step; the default accumulates several steps per GEMM
+    cell = make_cell(name, 6)
+    x, state, mask = inputs(cell)
+    old = ops.config(0, 0, -1)
+    try:
+        ops.config(1, 0, -1)
+        ref, got = run_both(cell, x, state, mask)
+    finally:
+        ops.config(old[0], 0, -1)
+    assert_same(ref, got)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_grad_forward_equals_loop(ops, name):
+    # without a graph the kernels keep no per-step buffers (rolling state instead)
+    cell = make_cell(name, 2)
+    x, state, mask = inputs(cell)
+    with torch.no_grad():
+        ys0, st0 = loop.run(cell, x, state, mask)
+        ys1, st1 = fused.run(cell, x, state, mask)
+    torch.testing.assert_close(ys1, ys0, rtol=1e-6, atol=1e-6)
+    for a, b in zip(st1, st0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_buffers_for_backward_only_with_a_graph(ops, monkeypatch):
+    seen = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(ops, name)
+
+        def forward(self, *args):
+            seen.append(args[-1])  # the "train" flag: keep per-step buffers for backward
+            return ops.forward(*args)
+
+    monkeypatch.setattr(fused_build, "load_ops", lambda: Spy())
+    cell = make_cell("lstm", 2)
+    x, state, _ = inputs(cell, masked=False)
+    with torch.no_grad():
+        fused.run(cell, x, state)  # evaluation
+    cell.requires_grad_(False)
+    fused.run(cell, x.detach(), tuple(s.detach() for s in state))  # nothing needs a gradient
+    cell.requires_grad_(True)
+    fused.run(cell, x, state)
+    assert seen == [False, False, True]
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "peephole", "intersection"])
+def test_float32_close_to_loop(ops, name):
+    cell = make_cell(name, 3, dtype=torch.float32)
+    x, state, mask = inputs(cell, dtype=torch.float32)
+    ref, got = run_both(cell, x, state, mask)
+    assert_same(ref, got, tol=2e-4)
+
+
+def test_unused_outputs_get_no_gradient_buffers(ops):
+    # only the final h is used: ys and c_T get None gradients, the kernel still runs
+    cell = make_cell("lstm", 2)
+    x, state, _ = inputs(cell, masked=False)
+    grads = []
+    for engine in (loop, fused):
+        _, (h, _) = engine.run(cell, x, state, None)
+        grads.append(torch.autograd.grad(h.sum(), [x, *state, *cell.parameters()]))
+    for a, b in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+# --- through the model: stacked layers, masks, TBPTT chunks ------------------------------
+
+
+def twin_models(name: str, **kw) -> tuple[SequenceClassifier, SequenceClassifier]:
+    models = []
+    for engine in ("loop", "fused"):
+        torch.manual_seed(0)
+        models.append(
+            SequenceClassifier(name, 2, H, num_classes=3, engine=engine, **kw).to(F64).train()
+        )
+    models[1].load_state_dict(models[0].state_dict())
+    return models[0], models[1]
+
+
+def model_grads(model: SequenceClassifier, loss: Tensor) -> list[Tensor]:
+    names = sorted(n for n, p in model.named_parameters())
+    params = dict(model.named_parameters())
+    return list(torch.autograd.grad(loss, [params[n] for n in names]))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stacked_model_with_recurrent_dropout_equals_loop(ops, name):
+    ref, fus = twin_models(name, num_layers=2, recurrent_dropout=0.3, learn_init=True)
+    assert fus.engine_name == "fused" and ref.engine_name == "loop"
+    x = torch.randn(T, B, 2, dtype=F64)
+    torch.manual_seed(3)
+    masks = ref.sample_masks(B)  # the same fixed masks for both
+    out = []
+    for model in (ref, fus):
+        logits, final = model(x, masks=masks)
+        loss = logits.square().sum() + sum(s.sum() for st in final for s in st)
+        out.append((logits, model_grads(model, loss)))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-6, atol=1e-6)
+    for a, b in zip(out[1][1], out[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "indrnn", "intersection"])
+def test_bidirectional_model_equals_loop(ops, name):
+    ref, fus = twin_models(name, bidirectional=True)
+    x = torch.randn(T, B, 2, dtype=F64)
+    grads = [model_grads(m, m(x)[0].square().sum()) for m in (ref, fus)]
+    for a, b in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_tbptt_chunks_with_carried_state_equal_loop(ops, name):
+    ref, fus = twin_models(name, num_layers=2, recurrent_dropout=0.25)
+    x = torch.randn(T, B, 2, dtype=F64)
+    torch.manual_seed(5)
+    masks = ref.sample_masks(B)
+    out = []
+    for model in (ref, fus):
+        state, losses = None, []
+        for chunk in x.split(12):  # chunks of 12 and 8 steps, detached state carried over
+            logits, state = model(chunk, state=state, masks=masks)
+            state = [tuple(s.detach() for s in st) for st in state]
+            losses.append(logits.square().sum())
+        out.append((losses, model_grads(model, sum(losses))))
+    for a, b in zip(out[1][0], out[0][0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(out[1][1], out[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+# --- engine selection and the fallback ------------------------------------------------------
+
+
+def test_supports_cpu_only(ops):
+    cell = make_cell("ugrnn", 2)
+    assert fused.supports(cell, torch.device("cpu"), 0.5)
+    assert not fused.supports(cell, torch.device("cuda"), 0.0)
+    assert fused.kernel_name(nn.Module()) is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_auto_picks_fused_on_cpu(ops, name):
+    cell = make_cell(name, 1)
+    assert resolve_engine("auto", cell, "cpu") == "fused"
+    assert resolve_engine("auto", cell, "cpu", recurrent_dropout=0.2) == "fused"
+
+
+def test_other_dtypes_run_the_loop_engine(ops):
+    cell = make_cell("gru", 2, dtype=torch.bfloat16)
+    x = torch.randn(4, 3, 2, dtype=torch.bfloat16)
+    ys, _ = fused.run(cell, x, cell.zero_state(3))
+    ys_ref, _ = loop.run(cell, x, cell.zero_state(3))
+    torch.testing.assert_close(ys, ys_ref)
+
+
+@pytest.fixture
+def broken_build(monkeypatch):
+    """The kernels "cannot be built": the builder raises; the real state is restored after."""
+
+    def fail():
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    fused_build.reset()
+    monkeypatch.setattr(fused_build, "_build", fail)
+    monkeypatch.setattr(fused, "_warned_build", False)
+    yield
+    fused_build.reset()  # the next load_ops() loads the cached library again
+
+
+def test_fallback_warns_once_and_equals_loop(broken_build):
+    cell = make_cell("lstm", 2)
+    x, state, mask = inputs(cell)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ref, got = run_both(cell, x, state, mask)
+        fused.run(cell, x, state, mask)  # a second call: no second warning
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1, messages
+    assert "could not be built" in messages[0] and "command not found" in messages[0]
+    assert_same(ref, got, tol=0.0)  # it IS the loop engine
+    assert not fused.supports(cell, torch.device("cpu"), 0.0)
+    assert resolve_engine("auto", cell, "cpu") == "native"  # auto moves on
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def test_benchmark_writes_every_ratio(tmp_path, ops):
+    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+
+    cfg = BenchConfig(
+        batch_size=4, hidden_size=8, seq_len=6, cells=["lstm", "indrnn"], repeats=2,
+        naive_repeats=1, warmup=1,
+    )  # fmt: skip
+    report = run_benchmark(cfg)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(report))
+    data = json.loads(path.read_text())
+    lstm = data["cells"]["lstm"]
+    assert set(lstm["engines"]) == {"loop", "native", "fused"}
+    for row in lstm["engines"].values():
+        for key in ("ms_per_step", "seq_per_s", "ratio_vs_builtin", "ratio_vs_gemm"):
+            assert row[key] > 0
+        assert row["ratio_vs_naive64"] > 0
+    assert lstm["builtin"]["ms_per_step"] > 0 and lstm["gemm"]["ms_per_step"] > 0
+    assert data["cells"]["indrnn"]["engines"]["fused"]["ratio_vs_builtin"] is None
+    assert lstm["best"] in lstm["engines"]
+    assert "lstm" in format_table(report)
