@@ -309,11 +309,23 @@ class SequenceClassifier(nn.Module):
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)
             if layer < self.num_layers - 1:
                 inp = self.dropout(inp)
-        if self.bidirectional:
-            features = torch.cat([outs[0][-1], outs[1][0]], dim=-1)  # (B, 2H)
-        else:
-            features = outs[0][-1]  # (B, H)
+        top = self.num_layers - 1
+        lasts = [
+            self._last_output(top * self.num_directions + d, outs[d], final)
+            for d in range(len(outs))
+        ]
+        features = lasts[0] if len(lasts) == 1 else torch.cat(lasts, dim=-1)  # (B, D*H)
         return self.readout(features), final  # (B, C)
+
+    def _last_output(self, k: int, ys: Tensor, final: list[State]) -> Tensor:
+        """Output of cell ``k`` at its last step: (B, H).
+
+        Read from the final state when the cell's output is its h: the same value, but then
+        backward does not materialize a zero gradient for the whole (T, B, H) output
+        (measured: IndRNN 40 -> 15 ms per sMNIST step with the fused engine)."""
+        if self.cells[k].output_is_h:
+            return final[k][0]
+        return ys[-1] if k % self.num_directions == 0 else ys[0]  # backward ends at position 0
 
 
 def _plain(model_cfg: Any) -> dict[str, Any]:

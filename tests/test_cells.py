@@ -425,3 +425,15 @@ def test_model_config_matches_cell(name):
     assert cfg["cell_kwargs"] == {p.name: p.default for p in params}
     cell = create_cell(name, 1, 8, **cfg["cell_kwargs"])
     assert isinstance(cell, RecurrentCell)
+
+
+@pytest.mark.parametrize("name", list_cells())
+def test_output_is_h_flag_matches_the_step(name):
+    # the model reads the last output from the final state when output_is_h: it must be true
+    torch.manual_seed(0)
+    cell = create_cell(name, 3, 5).double()
+    xp = cell.input_projection(torch.randn(1, 4, 3, dtype=torch.float64))[0]
+    state = tuple(torch.randn(4, n, dtype=torch.float64) for n in cell.state_sizes)
+    y, new_state = cell.step(xp, state)
+    same = y.shape == new_state[0].shape and torch.equal(y, new_state[0])
+    assert same == cell.output_is_h

@@ -29,6 +29,8 @@ class RecurrentCell(nn.Module):
 
     #: names of the state tensors, e.g. ("h",) or ("h", "c"); h is always first.
     state_names: tuple[str, ...] = ("h",)
+    #: True when ``y_t`` is the new state's h (every cell but +RNN, whose output is its carry)
+    output_is_h: bool = True
     #: torch built-in this cell is exactly, with the same parameters: "LSTM" | "GRU" |
     #: "RNN_TANH" | "RNN_RELU"; None when there is no such built-in.
     native_mode: str | None = None

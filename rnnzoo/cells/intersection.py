@@ -52,6 +52,7 @@ class IntersectionCell(RecurrentCell):
     """
 
     fused_kernel = "intersection"
+    output_is_h = False  # y_t is the carry (input width), not h
 
     def __init__(
         self, input_size: int, hidden_size: int, gate_bias: float = 1.0, skip_bias: float = 0.0
