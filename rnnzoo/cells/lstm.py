@@ -42,6 +42,28 @@ def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return o * c.tanh(), c
 
 
+def add_lstm_parameters(cell: RecurrentCell, forget_bias: float) -> None:
+    """Register the fused LSTM weights (gate order i, f, g, o) on ``cell``; shared by the
+    ``lstm`` and ``peephole`` cells."""
+    n_in, H = cell.input_size, cell.hidden_size
+    cell.forget_bias = float(forget_bias)
+    cell.weight_ih = nn.Parameter(torch.empty(4 * H, n_in))
+    cell.weight_hh = nn.Parameter(torch.empty(4 * H, H))
+    cell.bias_ih = nn.Parameter(torch.empty(4 * H))
+    cell.bias_hh = nn.Parameter(torch.empty(4 * H))
+
+
+@torch.no_grad()
+def reset_lstm_parameters(cell: RecurrentCell, *extra: Tensor) -> None:
+    """U(-1/sqrt(H), 1/sqrt(H)) weights (and ``extra``), zero biases except the effective
+    forget bias b_if + b_hf = forget_bias (all in b_if)."""
+    H = cell.hidden_size
+    uniform_fan_(cell.weight_ih, cell.weight_hh, *extra, hidden_size=H)
+    cell.bias_ih.zero_()
+    cell.bias_hh.zero_()
+    cell.bias_ih[H : 2 * H] = cell.forget_bias  # f gate; b_hf stays 0
+
+
 @register_cell("lstm")
 class LSTMCell(RecurrentCell):
     """LSTM cell (torch.nn.LSTMCell equations and parameters).
@@ -58,20 +80,11 @@ class LSTMCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
-        self.forget_bias = float(forget_bias)
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
+        add_lstm_parameters(self, forget_bias)
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        H = self.hidden_size
-        uniform_fan_(self.weight_ih, self.weight_hh, hidden_size=H)
-        self.bias_ih.zero_()
-        self.bias_hh.zero_()
-        self.bias_ih[H : 2 * H] = self.forget_bias  # f gate; b_hf stays 0
+        reset_lstm_parameters(self)
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 4H) = x W_ih^T + b_ih + b_hh."""

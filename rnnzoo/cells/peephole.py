@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnzoo.cells.base import RecurrentCell, State
-from rnnzoo.cells.init import uniform_fan_
+from rnnzoo.cells.lstm import add_lstm_parameters, reset_lstm_parameters
 from rnnzoo.registry import register_cell
 
 
@@ -53,21 +53,12 @@ class PeepholeLSTMCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
-        self.forget_bias = float(forget_bias)
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
-        self.weight_ch = nn.Parameter(torch.empty(3 * hidden_size))
+        add_lstm_parameters(self, forget_bias)
+        self.weight_ch = nn.Parameter(torch.empty(3 * hidden_size))  # p_i, p_f, p_o
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        H = self.hidden_size
-        uniform_fan_(self.weight_ih, self.weight_hh, self.weight_ch, hidden_size=H)
-        self.bias_ih.zero_()
-        self.bias_hh.zero_()
-        self.bias_ih[H : 2 * H] = self.forget_bias  # f gate; b_hf stays 0
+        reset_lstm_parameters(self, self.weight_ch)
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 4H) = x W_ih^T + b_ih + b_hh."""
