@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rnnzoo.curves import mean_curve, run_curve
 from rnnzoo.errors import UserError
-from rnnzoo.results import find_runs, group_runs, mean_curve, run_curve, summarize, write_report
+from rnnzoo.results import find_runs, group_runs, summarize, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
