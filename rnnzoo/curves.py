@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 CURVES = {"val_acc": "val/acc", "val_loss": "val/loss"}
 
 
-
 def run_curve(run: Run, metric: str) -> list[tuple[int, float]]:
     """(step, value) pairs of a validation metric (``val_acc`` or ``val_loss``).
 
@@ -112,8 +111,6 @@ def _draw_group(axes: Any, group: Group) -> int:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "task"
-
-
 
 
 def _finite(value: Any) -> bool:
