@@ -10,18 +10,48 @@ on its type.
   is the recurrent-dropout mask (already scaled by 1/keep), multiplied into h where h
   enters the recurrent product, drawn once per sequence by the model.
 - Cells own their initialization in ``reset_parameters``.
-- ``native_mode`` names the torch built-in the cell is exactly (for the native engine);
-  ``fused_kernel`` names the fused kernel that implements its step (for the fused engine).
+- ``native_mode`` names the torch built-in the cell is exactly (for the native engine).
+- ``fused_kernel`` names the C++ kernel family (and variant, e.g. "elman_tanh") that
+  implements its step, or None; ``fused_params()`` maps the cell's parameters onto that
+  family (``FusedParams``), so the fused engine holds no per-cell tables.
+- ``recurrent_matrices()`` returns the matrices (or diagonals) that multiply the state each
+  step, for diagnostics (spectral radius, largest singular value); empty when there are none.
 - ``post_step_()`` is called by the trainer after every optimizer step on every module that
   has it (no-op here; IndRNN clamps its recurrent weights).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
 State = tuple[Tensor, ...]
+
+
+class FusedParams(NamedTuple):
+    """What a fused kernel family needs from a cell, built from its parameters with autograd
+    (the engine returns the gradients of these tensors, autograd carries them back).
+
+    kernel: the C++ kernel family and variant, e.g. "lstm", "elman_tanh".
+    w_ih: (G, I) input weight; the input pre-activations are x W_ih^T + bias.
+    bias: (G,) the input-side bias, folded the way ``input_projection`` folds it.
+    w_hh: (Gr, K) weight of the one recurrent GEMM per step, or None (element-wise cells).
+    extra: flat family-specific parameters (E,) (peepholes, IndRNN's u, GRU's b_hn), or None.
+    """
+
+    kernel: str
+    w_ih: Tensor
+    bias: Tensor
+    w_hh: Tensor | None
+    extra: Tensor | None
+
+
+def gate_blocks(weight: Tensor, names: str) -> dict[str, Tensor]:
+    """Split a stacked recurrent weight (k*H, H) into its k square gate blocks, named
+    ``W_h<name>`` in ``names`` order (e.g. "ifgo" -> W_hi, W_hf, W_hg, W_ho)."""
+    return {f"W_h{n}": w for n, w in zip(names, weight.chunk(len(names), dim=0), strict=True)}
 
 
 class RecurrentCell(nn.Module):
@@ -79,6 +109,18 @@ class RecurrentCell(nn.Module):
 
     def reset_parameters(self) -> None:
         raise NotImplementedError
+
+    def fused_params(self) -> FusedParams | None:
+        """This cell's parameters in its fused kernel family's layout (None: no kernel)."""
+        return None
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        """Name -> the matrix (K, K) or diagonal (K,) that multiplies the state each step.
+
+        For diagnostics only (spectra, singular values). Gated cells give one entry per gate
+        block (e.g. "W_hi", "W_hf", ...); element-wise cells give their diagonal (may be
+        complex); cells with no recurrent matrix return {} (the default)."""
+        return {}
 
     def post_step_(self) -> None:
         """Hook the trainer calls after every optimizer step (e.g. to clamp weights). No-op."""

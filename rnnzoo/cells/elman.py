@@ -12,7 +12,8 @@ Equations as implemented (torch.nn.RNNCell's):
 
 Layout: ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih`` (H,), ``bias_hh`` (H,);
 ``input_projection`` = x W_ih^T + (b_ih + b_hh), (T, B, H); ``step`` adds (h * mask) W_hh^T and
-applies ``act``. The fused kernel is "elman"; it reads ``cell.nonlinearity``.
+applies ``act``. The fused kernel is "elman_tanh" or "elman_relu" (torch.nn layout, both
+biases folded).
 
 Both registered names are one class with different keyword defaults (variants are keyword
 arguments, not classes):
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State
 from rnnzoo.cells.init import RECURRENT_INITS, recurrent_init_, uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -47,8 +48,6 @@ class ElmanCell(RecurrentCell):
         recurrent_gain: scale of the orthogonal / identity W_hh.
         input_std: std of a normal W_ih; None gives U(-1/sqrt(H), 1/sqrt(H)).
     """
-
-    fused_kernel = "elman"
 
     def __init__(
         self,
@@ -80,6 +79,18 @@ class ElmanCell(RecurrentCell):
     def native_mode(self) -> str:  # type: ignore[override]
         """ "RNN_TANH" or "RNN_RELU": the cell is exactly torch.nn.RNN with that nonlinearity."""
         return _NATIVE_MODES[self.nonlinearity]
+
+    @property
+    def fused_kernel(self) -> str:  # type: ignore[override]
+        """ "elman_tanh" or "elman_relu"."""
+        return f"elman_{self.nonlinearity}"
+
+    def fused_params(self) -> FusedParams:
+        bias = self.bias_ih + self.bias_hh  # torch.nn layout: both biases fold into the input
+        return FusedParams(self.fused_kernel, self.weight_ih, bias, self.weight_hh, None)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return {"W_hh": self.weight_hh}
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State, gate_blocks
 from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -58,6 +58,16 @@ class GRUCell(RecurrentCell):
         uniform_fan_(self.weight_ih, self.weight_hh, hidden_size=self.hidden_size)
         self.bias_ih.zero_()
         self.bias_hh.zero_()
+
+    def fused_params(self) -> FusedParams:
+        # b_hr, b_hz fold into the input side; b_hn sits inside r * (W_hn h + b_hn): extra
+        H = self.hidden_size
+        b_hh = self.bias_hh
+        bias = self.bias_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])  # (3H,)
+        return FusedParams("gru", self.weight_ih, bias, self.weight_hh, b_hh[2 * H :])
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return gate_blocks(self.weight_hh, "rzn")
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 3H) = x W_ih^T + b_ih + [b_hr, b_hz, 0]."""

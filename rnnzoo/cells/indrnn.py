@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State
 from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -102,6 +102,13 @@ class IndRNNCell(RecurrentCell):
         """After every optimizer step: keep u in its range (see ``constrain_recurrent``)."""
         if self.constrain_recurrent:
             self.constrain_()
+
+    def fused_params(self) -> FusedParams:
+        # u is element-wise: no recurrent GEMM, it travels as the family's extra parameters
+        return FusedParams("indrnn", self.weight_ih, self.bias, None, self.weight_hh)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return {"u": self.weight_hh}  # the diagonal of the recurrent matrix
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, H) = x W^T + b."""

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State
 from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -78,6 +78,14 @@ class IntersectionCell(RecurrentCell):
         self.bias.zero_()
         self.bias[:nx] = self.skip_bias  # g_y
         self.bias[nx : nx + nh] = self.gate_bias  # g_h
+
+    def fused_params(self) -> FusedParams:
+        return FusedParams("intersection", self.weight_ih, self.bias, self.weight_hh, None)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        # only the state path's square blocks (g_h, h_in); the output blocks are (I, H)
+        n_in, H = self.input_size, self.hidden_size
+        return {"W_gh": self.weight_hh[n_in : n_in + H], "W_hh": self.weight_hh[2 * n_in + H :]}
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 2I + 2H + I) = [x W_ih^T + b, x]."""

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State, gate_blocks
 from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -85,6 +85,13 @@ class LSTMCell(RecurrentCell):
 
     def reset_parameters(self) -> None:
         reset_lstm_parameters(self)
+
+    def fused_params(self) -> FusedParams:
+        bias = self.bias_ih + self.bias_hh  # torch.nn layout: both biases fold into the input
+        return FusedParams("lstm", self.weight_ih, bias, self.weight_hh, None)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return gate_blocks(self.weight_hh, "ifgo")
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 4H) = x W_ih^T + b_ih + b_hh."""

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State, gate_blocks
 from rnnzoo.cells.lstm import add_lstm_parameters, reset_lstm_parameters
 from rnnzoo.registry import register_cell
 
@@ -59,6 +59,13 @@ class PeepholeLSTMCell(RecurrentCell):
 
     def reset_parameters(self) -> None:
         reset_lstm_parameters(self, self.weight_ch)
+
+    def fused_params(self) -> FusedParams:
+        bias = self.bias_ih + self.bias_hh
+        return FusedParams("peephole", self.weight_ih, bias, self.weight_hh, self.weight_ch)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return gate_blocks(self.weight_hh, "ifgo")
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 4H) = x W_ih^T + b_ih + b_hh."""

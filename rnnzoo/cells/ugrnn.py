@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.cells.base import FusedParams, RecurrentCell, State, gate_blocks
 from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
@@ -55,6 +55,12 @@ class UGRNNCell(RecurrentCell):
         uniform_fan_(self.weight_ih, self.weight_hh, hidden_size=H)
         self.bias.zero_()
         self.bias[H:] = self.gate_bias
+
+    def fused_params(self) -> FusedParams:
+        return FusedParams("ugrnn", self.weight_ih, self.bias, self.weight_hh, None)
+
+    def recurrent_matrices(self) -> dict[str, Tensor]:
+        return gate_blocks(self.weight_hh, "cg")
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, 2H) = x W_ih^T + b."""

@@ -17,10 +17,10 @@ walks all T steps outside the Python interpreter:
   over 784 steps turn denormal and make torch's own kernels several times slower (nn.LSTM:
   7.4 s instead of 0.93 s per batch on real Fashion-MNIST pixels, measured here).
 
-The engine reads the cell's parameters directly, so it has to know how each cell builds its
-input projection (which biases fold into it): ``_KERNELS`` holds that, one function per
-kernel, following each cell's docstring; the tests check every kernel against the ``loop``
-engine (outputs and all gradients, with recurrent-dropout masks and carried states).
+Each cell says how its parameters map onto its kernel family (``cell.fused_params()``, see
+``rnnzoo.cells.base.FusedParams``), so this engine holds no per-cell tables; the tests check
+every kernel against the ``loop`` engine (outputs and all gradients, with recurrent-dropout
+masks and carried states).
 
 Devices and dtypes: CPU, float32 and float64. ``supports`` says False on other devices: the
 C++ kernels work on raw CPU pointers. So on CUDA, ``auto`` picks ``native`` (cuDNN) for
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -52,55 +51,11 @@ _DTYPES = (torch.float32, torch.float64)
 _warned_build = False
 _logged_fallback: set[str] = set()
 
-#: what a kernel needs from its cell: w_ih (G, I), the input-side bias folded as the cell's
-#: input_projection folds it (G,), w_hh (Gr, H) or None, extra parameters (E,) or None
-Pieces = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
-
-
-def _torch_biases(cell: RecurrentCell) -> Pieces:  # torch.nn layout: b_ih + b_hh folded
-    return cell.weight_ih, cell.bias_ih + cell.bias_hh, cell.weight_hh, None
-
-
-def _peephole(cell: RecurrentCell) -> Pieces:
-    return cell.weight_ih, cell.bias_ih + cell.bias_hh, cell.weight_hh, cell.weight_ch
-
-
-def _gru(cell: RecurrentCell) -> Pieces:
-    # b_hr, b_hz fold into the input side; b_hn sits inside r * (W_hn h + b_hn)
-    H = cell.hidden_size
-    b_hh = cell.bias_hh
-    bias = cell.bias_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])  # (3H,)
-    return cell.weight_ih, bias, cell.weight_hh, b_hh[2 * H :]
-
-
-def _indrnn(cell: RecurrentCell) -> Pieces:
-    return cell.weight_ih, cell.bias, None, cell.weight_hh  # u is element-wise: no GEMM
-
-
-def _own_bias(cell: RecurrentCell) -> Pieces:
-    return cell.weight_ih, cell.bias, cell.weight_hh, None
-
-
-_KERNELS: dict[str, Callable[[RecurrentCell], Pieces]] = {
-    "elman": _torch_biases,
-    "lstm": _torch_biases,
-    "peephole": _peephole,
-    "gru": _gru,
-    "indrnn": _indrnn,
-    "ugrnn": _own_bias,
-    "intersection": _own_bias,
-}
-
 
 def kernel_name(cell: RecurrentCell) -> str | None:
-    """The C++ kernel for ``cell`` (e.g. "lstm", "elman_relu"), or None if it has none."""
-    kind = getattr(cell, "fused_kernel", None)
-    if kind not in _KERNELS:
-        return None
-    if kind == "elman":
-        nonlinearity = getattr(cell, "nonlinearity", None)
-        return f"elman_{nonlinearity}" if nonlinearity in ("tanh", "relu") else None
-    return kind
+    """The C++ kernel family of ``cell`` (e.g. "lstm", "elman_relu"), or None if it has none."""
+    name = getattr(cell, "fused_kernel", None)
+    return name if isinstance(name, str) and name else None
 
 
 def supports(cell: RecurrentCell, device: torch.device, recurrent_dropout: float) -> bool:
@@ -222,7 +177,10 @@ def run(
                 stacklevel=2,
             )
         return loop.run(cell, x, state, rec_mask)
-    w_ih, bias, w_hh, extra = _KERNELS[cell.fused_kernel](cell)
+    params = cell.fused_params()
+    if params is None or params.kernel != kernel:
+        raise ValueError(f"{type(cell).__name__}.fused_params() does not match fused_kernel")
+    _, w_ih, bias, w_hh, extra = params
     empty = x.new_empty(0)
     mask = None if rec_mask is None else rec_mask.to(x.dtype).contiguous()
     tensors = (
