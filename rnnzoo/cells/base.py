@@ -18,10 +18,15 @@ on its type.
   step, for diagnostics (spectral radius, largest singular value); empty when there are none.
 - ``post_step_()`` is called by the trainer after every optimizer step on every module that
   has it (no-op here; IndRNN clamps its recurrent weights).
+- Diagnostics (``rnnzoo.report``), both optional: gated cells call ``self.observe(i=i, ...)``
+  inside ``step`` with their gate activations (B, width), a no-op unless a recorder is
+  attached; cells whose state is spatial set ``state_shape`` (e.g. (C, H, W)), so each state
+  tensor (B, size) reshapes to (B, *state_shape) for activation maps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -66,6 +71,10 @@ class RecurrentCell(nn.Module):
     native_mode: str | None = None
     #: fused kernel implementing ``step`` over a sequence ("lstm", "gru", ...), or None.
     fused_kernel: str | None = None
+    #: spatial shape of each state tensor, e.g. (C, H, W) for a ConvLSTM; None: a vector
+    state_shape: tuple[int, ...] | None = None
+    #: recorder of ``observe`` calls, attached by diagnostics (``rnnzoo.report``); None: off
+    observer: Callable[[dict[str, Tensor]], None] | None = None
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -121,6 +130,13 @@ class RecurrentCell(nn.Module):
         block (e.g. "W_hi", "W_hf", ...); element-wise cells give their diagonal (may be
         complex); cells with no recurrent matrix return {} (the default)."""
         return {}
+
+    def observe(self, **activations: Tensor) -> None:
+        """Hand named activations computed inside ``step`` (gates, (B, width) each) to the
+        attached ``observer``, for diagnostics; a no-op when none is attached. Gated cells call
+        it once per step, e.g. ``self.observe(i=i, f=f, o=o)``."""
+        if self.observer is not None:
+            self.observer(activations)
 
     def post_step_(self) -> None:
         """Hook the trainer calls after every optimizer step (e.g. to clamp weights). No-op."""

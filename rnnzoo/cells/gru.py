@@ -84,6 +84,7 @@ class GRUCell(RecurrentCell):
         h_rec = h if rec_mask is None else h * rec_mask
         hh = torch.mm(h_rec, self.weight_hh.t())  # (B, 3H)
         r, z = (xp_t[:, : 2 * H] + hh[:, : 2 * H]).sigmoid().chunk(2, dim=1)  # (B, H) each
+        self.observe(r=r, z=z)
         n = torch.addcmul(xp_t[:, 2 * H :], r, hh[:, 2 * H :] + self.bias_hh[2 * H :]).tanh()
         h = n + z * (h - n)  # = (1 - z) * n + z * h (lerp rejects autocast mixed dtypes)
         return h, (h,)

@@ -100,6 +100,7 @@ class IntersectionCell(RecurrentCell):
         h_rec = h if rec_mask is None else h * rec_mask
         pre = torch.addmm(xp_t[:, :G], h_rec, self.weight_hh.t())  # (B, G)
         g_y, g_h = pre[:, : nx + nh].sigmoid().split((nx, nh), dim=1)
+        self.observe(g_y=g_y, g_h=g_h)
         y_in, h_in = pre[:, nx + nh :].tanh().split((nx, nh), dim=1)
         y = y_in + g_y * (xp_t[:, G:] - y_in)  # g_y * x + (1 - g_y) * y_in, (B, I)
         h = h_in + g_h * (h - h_in)  # g_h * h + (1 - g_h) * h_in, (B, H); no lerp (autocast dtypes)

@@ -24,6 +24,8 @@ b_hf = 0), so the cell starts out remembering (Gers et al. 2000; Jozefowicz et a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,10 +35,15 @@ from rnnzoo.cells.init import uniform_fan_
 from rnnzoo.registry import register_cell
 
 
-def lstm_gates(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """The element-wise LSTM update from pre-activations (B, 4H) in order i, f, g, o."""
+def lstm_gates(
+    gates: Tensor, c: Tensor, observe: Callable[..., None] | None = None
+) -> tuple[Tensor, Tensor]:
+    """The element-wise LSTM update from pre-activations (B, 4H) in order i, f, g, o;
+    ``observe`` (the cell's) receives the gates i, f, o."""
     act = gates.sigmoid()  # (B, 4H); one op for all gates, the g slice is recomputed below
     i, f, _, o = act.chunk(4, dim=1)
+    if observe is not None:
+        observe(i=i, f=f, o=o)
     g = gates.chunk(4, dim=1)[2].tanh()  # (B, H)
     c = torch.addcmul(f * c, i, g)  # (B, H)
     return o * c.tanh(), c
@@ -103,7 +110,7 @@ class LSTMCell(RecurrentCell):
         h, c = state  # (B, H) each
         h_rec = h if rec_mask is None else h * rec_mask
         gates = torch.addmm(xp_t, h_rec, self.weight_hh.t())  # (B, 4H)
-        h, c = lstm_gates(gates, c)
+        h, c = lstm_gates(gates, c, self.observe)
         return h, (h, c)
 
     def extra_repr(self) -> str:

@@ -83,6 +83,7 @@ class PeepholeLSTMCell(RecurrentCell):
         g = gates[:, 2 * H : 3 * H].tanh()  # (B, H)
         c = torch.addcmul(f * c, i, g)  # (B, H)
         o = torch.addcmul(gates[:, 3 * H :], c, p_o).sigmoid()  # (B, H)
+        self.observe(i=i, f=f, o=o)
         h = o * c.tanh()
         return h, (h, c)
 

@@ -75,6 +75,7 @@ class UGRNNCell(RecurrentCell):
         pre = torch.addmm(xp_t, h_rec, self.weight_hh.t())  # (B, 2H)
         c = pre[:, :H].tanh()
         g = pre[:, H:].sigmoid()
+        self.observe(g=g)
         h = c + g * (h - c)  # = g * h + (1 - g) * c (lerp rejects autocast mixed dtypes)
         return h, (h,)
 
