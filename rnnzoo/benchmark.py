@@ -364,7 +364,7 @@ def _targets(row: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
-#: the fused kernels' phases (rnnzoo/csrc/fused_rnn.cpp, enum Phase)
+#: the fused kernels' phases (rnnzoo/engines/csrc/runtime.h, enum Phase)
 PHASES = ("fwd_input", "fwd_gemm", "fwd_elementwise", "bwd_elementwise", "bwd_gemm",
           "bwd_copy", "bwd_weight_grad")  # fmt: skip
 

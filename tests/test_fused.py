@@ -92,17 +92,14 @@ def test_fused_equals_loop(ops, name, input_size, masked):
 
 @pytest.mark.parametrize("name", ALL)
 def test_fused_equals_loop_with_several_shards(ops, name):
-    # force 3 shards of uneven size (7 rows, split 2/2/3), whatever the machine's core count
+    # shards of 2 rows: 7 rows split 2/2/3 (the layout follows the batch size only)
     cell = make_cell(name, 3)
     x, state, mask = inputs(cell, batch=7)
-    threads = torch.get_num_threads()
     old = ops.config(0, 0, -1)
     try:
-        torch.set_num_threads(3)
-        ops.config(0, 1, -1)
+        ops.config(0, 2, -1)
         ref, got = run_both(cell, x, state, mask)
     finally:
-        torch.set_num_threads(threads)
         ops.config(0, old[1], -1)
     assert_same(ref, got)
 
@@ -175,6 +172,52 @@ def test_unused_outputs_get_no_gradient_buffers(ops):
         grads.append(torch.autograd.grad(h.sum(), [x, *state, *cell.parameters()]))
     for a, b in zip(grads[1], grads[0], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_every_cell_kernel_is_a_registered_family(ops):
+    families = set(ops.families())
+    for name in ALL:
+        assert fused.kernel_name(make_cell(name, 1)) in families
+
+
+def test_editing_a_header_renames_the_library(tmp_path, monkeypatch):
+    # torch rebuilds on .cpp changes only; the name hashes every csrc file, headers included
+    import shutil
+
+    shutil.copytree(fused_build.CSRC, tmp_path / "csrc")
+    monkeypatch.setattr(fused_build, "CSRC", tmp_path / "csrc")
+    before = fused_build.library_name("AVX2")
+    header = tmp_path / "csrc" / "families" / "lstm.h"
+    header.write_text(header.read_text() + "// edited\n")
+    assert fused_build.library_name("AVX2") != before
+    assert [p.name for p in fused_build.sources()] == sorted(
+        p.name for p in (tmp_path / "csrc").glob("*.cpp")
+    )
+
+
+def _run_threads(name: str, input_size: int, threads: int):
+    """Outputs and all gradients of a float32 fused run with ``threads`` torch threads."""
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        cell = make_cell(name, input_size, dtype=torch.float32)
+        x, state, mask = inputs(cell, batch=130, dtype=torch.float32)
+        ys, final = fused.run(cell, x, state, mask)
+        loss = (ys * ys).sum() + sum(s.sum() for s in final)
+        grads = torch.autograd.grad(loss, [x, *state, *cell.parameters()])
+        return [ys, *final, *grads]
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("input_size", [1, 7], ids=["I1-inline", "I7-gemm"])
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_bit_identical_for_any_thread_count(ops, name, input_size):
+    # 130 rows = 2 shards of 65: one per thread with 2 threads, both on one thread with 1
+    one = _run_threads(name, input_size, 1)
+    two = _run_threads(name, input_size, 2)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
 
 
 # --- through the model: stacked layers, masks, TBPTT chunks ------------------------------

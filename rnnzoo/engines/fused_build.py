@@ -1,8 +1,11 @@
-"""Build and load the fused C++ kernels (``rnnzoo/csrc/fused_rnn.cpp``) at first use.
+"""Build and load the fused C++ kernels (``rnnzoo/engines/csrc/``) at first use.
 
-``torch.utils.cpp_extension.load`` compiles the one source file with ninja into torch's
-extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); later
-processes reuse the cached library (it rebuilds only when the source or the flags change).
+``torch.utils.cpp_extension.load`` compiles the ``.cpp`` files of ``csrc/`` with ninja (in
+parallel) into torch's extension cache (``$TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``); later processes reuse the cached library. torch rebuilds
+only when a ``.cpp`` file changes, not a header, so the library name carries a hash of
+EVERY file in ``csrc/`` (sources and headers): editing a family header gives a new name,
+hence a fresh build, and two checkouts with different kernels never share a build.
 The library registers its ops with ``TORCH_LIBRARY`` (no pybind11), so they are called as
 ``torch.ops.rnnzoo_fused.*`` and the build only compiles ATen headers.
 
@@ -20,6 +23,7 @@ no ninja, a compile error); the engine turns that into one warning and the loop 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
@@ -32,7 +36,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_rnn.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"
 NAMESPACE = "rnnzoo_fused"
 
 #: compiler flags per torch CPU capability (the ones ATen compiles its own kernels with)
@@ -76,11 +80,31 @@ def build_flags(capability: str) -> list[str]:
     return flags
 
 
+def csrc_files() -> list[Path]:
+    """Every source and header of the kernels, sorted (``csrc/**/*.cpp`` and ``*.h``)."""
+    return sorted(p for p in CSRC.rglob("*") if p.suffix in (".cpp", ".h"))
+
+
+def sources() -> list[Path]:
+    """The translation units: ``csrc/*.cpp``."""
+    return sorted(CSRC.glob("*.cpp"))
+
+
+def source_hash() -> str:
+    """8 hex digits of a hash over every kernel file's path and contents."""
+    digest = hashlib.sha256()
+    for path in csrc_files():
+        digest.update(path.relative_to(CSRC).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def library_name(capability: str) -> str:
-    """One build per CPU capability and torch version (the library links torch's ABI)."""
+    """One build per CPU capability, torch version (the library links torch's ABI) and
+    kernel sources (``source_hash``)."""
     cap = capability if capability in ISA_FLAGS else "DEFAULT"
     torch_tag = re.sub(r"\W", "_", torch.__version__.split("+")[0])
-    return f"{NAMESPACE}_{cap.lower()}_torch{torch_tag}"
+    return f"{NAMESPACE}_{cap.lower()}_torch{torch_tag}_{source_hash()}"
 
 
 def _build() -> Any:
@@ -94,13 +118,15 @@ def _build() -> Any:
         from torch.utils import cpp_extension
     finally:
         ext_log.setLevel(level)
-    if not SOURCE.is_file():
-        raise FileNotFoundError(f"kernel source {SOURCE} is missing")
+    srcs = sources()
+    if not srcs:
+        raise FileNotFoundError(f"no kernel sources in {CSRC}")
     cap = cpu_capability()
     start = time.perf_counter()
     cpp_extension.load(
         name=library_name(cap),
-        sources=[str(SOURCE)],
+        sources=[str(p) for p in srcs],
+        extra_include_paths=[str(CSRC)],
         extra_cflags=build_flags(cap),
         extra_ldflags=openmp_flags(),
         with_cuda=False,

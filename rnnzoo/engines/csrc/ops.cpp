@@ -1,0 +1,137 @@
+// Op registration of the fused kernels: torch.ops.rnnzoo_fused.{forward, backward,
+// families, flush_denormal} (TORCH_LIBRARY, no pybind11). Python side: rnnzoo/engines/
+// fused.py; build: fused_build.py (every file of this directory is a source or a
+// dependency, so editing any of them rebuilds the library).
+//
+// Adding a kernel family (say "leaky"):
+//   1. write families/leaky.h: a struct with the members family.h lists (sizes, flags and
+//      the element-wise fwd/bwd templates), ending with RNNZOO_FAMILY(leaky, Leaky);
+//   2. add `#include "families/leaky.h"` to families.h;
+//   3. in the Python cell: fused_kernel = "leaky" and fused_params() returning its
+//      w_ih (G, I), bias (G,), w_hh (Gr, N) or None, extra (E,) or None.
+// tests/test_fused.py then checks it against the loop engine with every other cell.
+#include <torch/library.h>
+
+#include <sstream>
+
+#include "drivers.h"
+#include "families.h"
+
+namespace rnnzoo_fused {
+namespace {
+
+// every tensor the kernels read through raw pointers must be dense (the Python side makes
+// them so; this guards against a caller that does not)
+void check_dense(const Tensor& t, const char* what) {
+  TORCH_CHECK(!t.defined() || t.is_contiguous(), "rnnzoo fused kernels: ", what,
+              " must be contiguous");
+}
+
+void check_inputs(const Tensor& x, const std::vector<Tensor>& state) {
+  TORCH_CHECK(x.device().is_cpu(), "rnnzoo fused kernels run on CPU tensors only");
+  TORCH_CHECK(x.dim() == 3, "x must be (T, B, I), got ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "rnnzoo fused kernels support float32 and float64, got ", x.scalar_type());
+  TORCH_CHECK(!state.empty() && state[0].dim() == 2, "state[0] must be (B, N)");
+  check_dense(x, "x");
+  for (const Tensor& s : state) {
+    check_dense(s, "the state");
+    TORCH_CHECK(s.scalar_type() == x.scalar_type() && s.sizes() == state[0].sizes() &&
+                    s.size(0) == x.size(1),
+                "every state tensor must be (B, N) with x's dtype");
+  }
+}
+
+std::vector<std::string> family_names() {
+  std::vector<std::string> names;
+  for (const auto& kv : family_registry()) names.push_back(kv.first);
+  return names;
+}
+
+// the registered family `name`; f(kernel) with its float or double kernel for x's dtype
+template <typename F>
+std::vector<Tensor> with_family(const std::string& name, const Tensor& x, int64_t N,
+                                const F& f) {
+  const auto it = family_registry().find(name);
+  if (it == family_registry().end()) {
+    std::ostringstream valid;
+    for (const std::string& n : family_names()) valid << " " << n;
+    TORCH_CHECK(false, "unknown fused kernel family '", name, "'; valid:", valid.str());
+  }
+  const int64_t I = x.size(2);
+  if (x.scalar_type() == at::kDouble) return f(it->second.f64(N, I));
+  return f(it->second.f32(N, I));
+}
+
+std::vector<Tensor> forward_op(const std::string& cell, const Tensor& x, const Tensor& w_ih,
+                               const Tensor& b, const Tensor& w_hh, const Tensor& extra,
+                               at::TensorList state, const c10::optional<Tensor>& mask,
+                               bool train) {
+  std::vector<Tensor> st(state.begin(), state.end());
+  check_inputs(x, st);
+  for (const Tensor* t : {&w_ih, &b, &w_hh, &extra}) check_dense(*t, "the parameters");
+  if (mask.has_value()) {
+    check_dense(*mask, "the mask");
+    TORCH_CHECK(mask->sizes() == st[0].sizes() && mask->scalar_type() == x.scalar_type(),
+                "the recurrent-dropout mask must be (B, N) with x's dtype");
+  }
+  return with_family(cell, x, st[0].size(1), [&](const auto& k) {
+    TORCH_CHECK(int64_t(st.size()) == k.states, "family '", cell, "' wants ", k.states,
+                " state tensors, got ", st.size());
+    using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
+    return forward_impl<S>(k, x, w_ih, b, w_hh, extra, st, mask, train);
+  });
+}
+
+std::vector<Tensor> backward_op(const std::string& cell, const Tensor& x, const Tensor& w_ih,
+                                const Tensor& w_hh, const Tensor& extra, at::TensorList state,
+                                const c10::optional<Tensor>& mask, const Tensor& ys,
+                                at::TensorList saved, const c10::optional<Tensor>& dys,
+                                const c10::List<c10::optional<Tensor>>& dstate, bool need_dx) {
+  std::vector<Tensor> st(state.begin(), state.end());
+  std::vector<Tensor> sv(saved.begin(), saved.end());
+  std::vector<c10::optional<Tensor>> ds;
+  for (size_t i = 0; i < dstate.size(); ++i) ds.push_back(dstate.get(i));
+  check_inputs(x, st);
+  for (const Tensor* t : {&w_ih, &w_hh, &extra}) check_dense(*t, "the inputs");
+  for (const Tensor& t : sv) check_dense(t, "the saved buffers");
+  if (mask.has_value()) check_dense(*mask, "the mask");
+  if (dys.has_value()) check_dense(*dys, "the output gradient");
+  for (const auto& d : ds) {
+    if (d.has_value()) check_dense(*d, "the final-state gradient");
+  }
+  return with_family(cell, x, st[0].size(1), [&](const auto& k) {
+    using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
+    return backward_impl<S>(k, x, w_ih, w_hh, extra, st, mask, ys, sv, dys, ds, need_dx);
+  });
+}
+
+// Flush denormals (FTZ/DAZ) on the calling thread AND on every thread of torch's intra-op
+// pool, or restore IEEE behaviour (torch.set_flush_denormal only sets the calling thread,
+// so torch's own multi-threaded kernels keep computing on denormals). Returns false where
+// the CPU has no such mode.
+bool flush_denormal_op(bool enable) {
+  if (!set_flush_denormal_here(enable)) return false;
+  const int64_t n = at::get_num_threads();
+  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) set_flush_denormal_here(enable);
+  });
+  return true;
+}
+
+}  // namespace
+}  // namespace rnnzoo_fused
+
+TORCH_LIBRARY(rnnzoo_fused, m) {
+  m.def(
+      "forward(str cell, Tensor x, Tensor w_ih, Tensor b, Tensor w_hh, Tensor extra, "
+      "Tensor[] state, Tensor? mask, bool train) -> Tensor[]",
+      &rnnzoo_fused::forward_op);
+  m.def(
+      "backward(str cell, Tensor x, Tensor w_ih, Tensor w_hh, Tensor extra, Tensor[] state, "
+      "Tensor? mask, Tensor ys, Tensor[] saved, Tensor? dys, Tensor?[] dstate, bool need_dx) "
+      "-> Tensor[]",
+      &rnnzoo_fused::backward_op);
+  m.def("families() -> str[]", &rnnzoo_fused::family_names);
+  m.def("flush_denormal(bool enable) -> bool", &rnnzoo_fused::flush_denormal_op);
+}
