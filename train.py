@@ -20,9 +20,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rnnzoo.cli import rewrite_sys_argv
-from rnnzoo.errors import UserError
+from rnnzoo.errors import UserError, print_error
 from rnnzoo.training import train
+from rnnzoo.training.cli import rewrite_sys_argv
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> float:
         if multirun:  # one bad job must not end the sweep
             log.error("job failed: %s", err)
             return FAILED_VALUE
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (recorded as interrupted)
         sys.exit(130)

@@ -7,90 +7,13 @@
 
 Per cell: every engine (loop, native, fused), the torch.nn built-in, the GEMM-only floor and
 the float64 per-step loop the original rnn_zoo used; the median of --repeats interleaved
-timings after --warmup steps. The logic and the definitions live in rnnzoo/benchmark.py.
+timings after --warmup steps. The logic and the definitions live in rnnzoo/benchmark.py;
+this script is the console entry point ``rnnzoo-bench`` (rnnzoo/benchmark_cli.py).
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-B", "--batch-size", type=int, default=128)
-    parser.add_argument("-H", "--hidden-size", type=int, default=128)
-    parser.add_argument("-L", "--layers", type=int, default=1)
-    parser.add_argument("-T", "--seq-len", type=int, default=784)
-    parser.add_argument("-I", "--input-size", type=int, default=1)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--cells", type=_csv, default=None, help="comma list (default: all)")
-    parser.add_argument(
-        "--engines", type=_csv, default=["loop", "native", "fused"], help="comma list"
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--naive-repeats", type=int, default=3, help="for the float64 loop")
-    parser.add_argument("--no-naive", action="store_true", help="skip the float64 loop")
-    parser.add_argument("--no-builtin", action="store_true", help="skip torch.nn modules")
-    parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM-only floor")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument(
-        "--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) for all"
-    )
-    parser.add_argument("--profile", action="store_true", help="fused kernels' phase times")
-    parser.add_argument("--json", type=Path, default=None, help="write the report here")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        import rnnzoo  # noqa: F401
-    except ImportError:  # a checkout without `pip install -e .`: use the repo this file is in
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
-    from rnnzoo.errors import UserError
-
-    cfg = BenchConfig(
-        batch_size=args.batch_size,
-        hidden_size=args.hidden_size,
-        num_layers=args.layers,
-        seq_len=args.seq_len,
-        input_size=args.input_size,
-        num_classes=args.classes,
-        cells=args.cells,
-        engines=args.engines,
-        device=args.device,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        naive=not args.no_naive,
-        naive_repeats=args.naive_repeats,
-        builtin=not args.no_builtin,
-        gemm=not args.no_gemm,
-        threads=args.threads,
-        flush_denormal=args.flush_denormal,
-        profile=args.profile,
-    )
-    try:
-        report = run_benchmark(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except (UserError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(report))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}", file=sys.stderr)
-    return 0
-
+from rnnzoo.benchmark_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

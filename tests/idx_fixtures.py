@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from rnnzoo.idx import FILES, write_idx
+from rnnzoo.data.idx import FILES, write_idx
 
 FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 

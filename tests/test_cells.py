@@ -3,17 +3,14 @@ equations in each module docstring, initialization, the registry and conf/model/
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 import rnnzoo
-from rnnzoo import registry
 from rnnzoo.cells import IntersectionCell, PeepholeLSTMCell, RecurrentCell
 from rnnzoo.registry import create_cell, list_cells, register_cell, resolve_name
 
@@ -393,38 +390,6 @@ def test_unknown_cell_one_line_error_with_hint():
     assert "\n" not in msg
     assert "did you mean 'lstm'" in msg
     assert all(name in msg for name in ALL)
-
-
-# --- conf/model ---------------------------------------------------------------------------
-
-MODEL_KEYS = {
-    "cell",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "recurrent_dropout",
-    "bidirectional",
-    "learn_init",
-    "engine",
-    "cell_kwargs",
-}
-
-
-def test_model_configs_cover_registry():
-    assert sorted(p.stem for p in CONF_MODEL.glob("*.yaml")) == ALL
-
-
-@pytest.mark.parametrize("name", ALL)
-def test_model_config_matches_cell(name):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF_MODEL / f"{name}.yaml"))
-    assert set(cfg) == MODEL_KEYS
-    assert cfg["cell"] == name
-    assert (cfg["hidden_size"], cfg["num_layers"], cfg["engine"]) == (128, 1, "auto")
-    # cell_kwargs list every keyword of the factory with the code's own defaults
-    params = list(inspect.signature(registry._CELLS[name]).parameters.values())[2:]
-    assert cfg["cell_kwargs"] == {p.name: p.default for p in params}
-    cell = create_cell(name, 1, 8, **cfg["cell_kwargs"])
-    assert isinstance(cell, RecurrentCell)
 
 
 @pytest.mark.parametrize("name", list_cells())

@@ -9,22 +9,21 @@ import pytest
 import torch
 from train_helpers import tiny_cfg
 
-from rnnzoo import checkpoint
 from rnnzoo.errors import UserError
-from rnnzoo.training import train
+from rnnzoo.training import checkpoints, train
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
     path = tmp_path / "ckpt" / "last.pt"
-    checkpoint.save(path, {"format": checkpoint.FORMAT, "x": torch.ones(3)})
+    checkpoints.save(path, {"format": checkpoints.FORMAT, "x": torch.ones(3)})
 
     def broken(f) -> None:
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.atomic_write(path, broken)
-    assert torch.equal(checkpoint.load(path)["x"], torch.ones(3))
+        checkpoints.atomic_write(path, broken)
+    assert torch.equal(checkpoints.load(path)["x"], torch.ones(3))
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left over
 
 
@@ -32,11 +31,11 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path: Path) -> Non
     random.seed(3)
     torch.manual_seed(3)
     path = tmp_path / "rng.pt"
-    checkpoint.save(path, {"format": checkpoint.FORMAT, "rng": checkpoint.rng_state()})
+    checkpoints.save(path, {"format": checkpoints.FORMAT, "rng": checkpoints.rng_state()})
     expected = (random.random(), torch.rand(4))
     random.seed(99)
     torch.manual_seed(99)
-    checkpoint.set_rng_state(checkpoint.load(path)["rng"])
+    checkpoints.set_rng_state(checkpoints.load(path)["rng"])
     got = (random.random(), torch.rand(4))
     assert got[0] == expected[0]
     assert torch.equal(got[1], expected[1])
@@ -44,27 +43,27 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path: Path) -> Non
 
 def test_load_rejects_missing_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
-        checkpoint.load(tmp_path / "nope.pt")
+        checkpoints.load(tmp_path / "nope.pt")
     torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not an rnnzoo checkpoint"):
-        checkpoint.load(tmp_path / "other.pt")
+        checkpoints.load(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(UserError, match="cannot read checkpoint"):
-        checkpoint.load(tmp_path / "junk.pt")
+        checkpoints.load(tmp_path / "junk.pt")
 
 
 def test_resume_path(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert checkpoint.resume_path(None, run) is None
-    assert checkpoint.resume_path("auto", run) is None  # nothing yet: start fresh
+    assert checkpoints.resume_path(None, run) is None
+    assert checkpoints.resume_path("auto", run) is None  # nothing yet: start fresh
     last = run / "checkpoints" / "last.pt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"")
-    assert checkpoint.resume_path("auto", run) == last
-    assert checkpoint.resume_path(str(run), tmp_path) == last  # a run directory
-    assert checkpoint.resume_path(str(last), tmp_path) == last
+    assert checkpoints.resume_path("auto", run) == last
+    assert checkpoints.resume_path(str(run), tmp_path) == last  # a run directory
+    assert checkpoints.resume_path(str(last), tmp_path) == last
     with pytest.raises(UserError, match="does not exist"):
-        checkpoint.resume_path(str(tmp_path / "missing.pt"), run)
+        checkpoints.resume_path(str(tmp_path / "missing.pt"), run)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import torch
 from idx_fixtures import make_idx_root
 from train_helpers import CONF_DIR, compared, read_metrics, tiny_overrides, train_cmd
 
-from rnnzoo.cli import UsageError, translate
+from rnnzoo.training.cli import UsageError, translate
 
 #: one thread per subprocess: the machine is shared, and the killed and the reference run
 #: must compute identically

@@ -17,10 +17,10 @@ import torch
 from idx_fixtures import FOLDERS, make_idx_root, tiny_cfg
 from omegaconf import OmegaConf
 
-import rnnzoo.data as data_mod
+import rnnzoo.data.sources as sources_mod
 from rnnzoo.data import SOURCES, build_data, canonical_name, resolve_root
+from rnnzoo.data.idx import ALL_FILES, FILES, read_idx, write_idx
 from rnnzoo.errors import DataError, UserError
-from rnnzoo.idx import ALL_FILES, FILES, read_idx, write_idx
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "data"
 N_TRAIN, N_TEST, VAL = 300, 100, 50
@@ -314,7 +314,7 @@ class _OfflineDataset:
 
 def test_download_failure_is_one_quiet_line(tmp_path, monkeypatch, capsys):
     _OfflineDataset.calls = []
-    monkeypatch.setattr(data_mod, "_dataset_class", lambda source: _OfflineDataset)
+    monkeypatch.setattr(sources_mod, "_dataset_class", lambda source: _OfflineDataset)
     with pytest.raises(DataError) as e:
         build_data(tiny_cfg(tmp_path, download=True), "cpu")
     message = one_line_error(e)
@@ -332,7 +332,7 @@ def test_download_fills_missing_files(tmp_path, monkeypatch):
         def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
             make_idx_root(root, source="fashion", gz=True)
 
-    monkeypatch.setattr(data_mod, "_dataset_class", lambda source: FakeDataset)
+    monkeypatch.setattr(sources_mod, "_dataset_class", lambda source: FakeDataset)
     data = build_data(tiny_cfg(tmp_path, source="fashion", download=True), "cpu")
     assert len(data.train) == N_TRAIN - VAL
 
@@ -341,7 +341,7 @@ def test_no_download_when_files_present(tiny_mnist_root, monkeypatch):
     def fail(source):
         raise AssertionError("must not download when the files are there")
 
-    monkeypatch.setattr(data_mod, "_dataset_class", fail)
+    monkeypatch.setattr(sources_mod, "_dataset_class", fail)
     build_data(tiny_cfg(tiny_mnist_root, download=True), "cpu")
 
 
@@ -373,7 +373,7 @@ def test_bad_config_values(tiny_mnist_root, key, value, expect):
 
 
 def test_root_resolution(tmp_path, monkeypatch):
-    repo = Path(data_mod.__file__).resolve().parents[1]
+    repo = Path(sources_mod.__file__).resolve().parents[2]
     assert (repo / "pyproject.toml").is_file()
     assert resolve_root(None) == repo / "data" == resolve_root("")
     monkeypatch.chdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Results table and curves (rnnzoo/results.py, scripts/results.py) on synthetic run dirs."""
+"""Results table and curves (rnnzoo/report/, scripts/results.py) on synthetic run dirs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnzoo.curves import mean_curve, run_curve
 from rnnzoo.errors import UserError
-from rnnzoo.results import find_runs, group_runs, summarize, write_report
+from rnnzoo.report import find_runs, group_runs, summarize, write_report
+from rnnzoo.report.curves import mean_curve, run_curve
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from rnnzoo.results import write_report
+from rnnzoo.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 TIME = r"\d{2}-\d{2}-\d{2}\.\d{6}"  # HH-MM-SS.microseconds

@@ -8,7 +8,7 @@ import torch
 from rnnzoo import list_cells
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
-from rnnzoo.tbptt import check, forward_pieces
+from rnnzoo.training.tbptt import check, forward_pieces
 
 T, B, IN = 10, 8, 2
 

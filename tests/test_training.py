@@ -14,12 +14,11 @@ from idx_fixtures import make_idx_root
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from train_helpers import compared, read_metrics, tiny_cfg
 
-from rnnzoo import checkpoint, training
 from rnnzoo.errors import UserError
-from rnnzoo.metrics import KEYS
 from rnnzoo.model import SequenceClassifier
-from rnnzoo.optim import clip_gradients
-from rnnzoo.training import train
+from rnnzoo.training import checkpoints, loop, train
+from rnnzoo.training.metrics import KEYS
+from rnnzoo.training.optim import clip_gradients
 
 SCALARS = {
     "train/loss",
@@ -76,14 +75,14 @@ def _on_call(monkeypatch, module, name: str, call: int, action) -> None:
 
 
 def _kill_after_save(monkeypatch, when) -> None:
-    real = checkpoint.save
+    real = checkpoints.save
 
     def save(path: Path, payload: dict) -> None:
         real(path, payload)
         if path.name == "last.pt" and when(payload["progress"]):
             raise Killed
 
-    monkeypatch.setattr(checkpoint, "save", save)
+    monkeypatch.setattr(checkpoints, "save", save)
 
 
 def test_smoke_run_writes_metrics_checkpoints_and_events(root: Path, tmp_path: Path) -> None:
@@ -164,7 +163,7 @@ def test_ctrl_c_finishes_the_batch_saves_and_resumes_exactly(
         os.kill(os.getpid(), signal.SIGINT)
         return norm
 
-    _on_call(monkeypatch, training, "clip_gradients", 5, interrupt)
+    _on_call(monkeypatch, loop, "clip_gradients", 5, interrupt)
     result = train(tiny_cfg(root, *RESUMABLE), run_dir=tmp_path)
     assert (result["status"], result["steps"]) == ("interrupted", 5)
     assert read_metrics(tmp_path)["status"] == "interrupted"
@@ -177,7 +176,7 @@ def test_hard_interrupt_still_tests_the_best_checkpoint(root: Path, tmp_path: Pa
     def interrupt(norm):
         raise KeyboardInterrupt
 
-    _on_call(monkeypatch, training, "clip_gradients", 3, interrupt)
+    _on_call(monkeypatch, loop, "clip_gradients", 3, interrupt)
     result = train(tiny_cfg(root, "trainer.val_every_steps=2"), run_dir=tmp_path)
     assert (result["status"], result["steps"], result["best_step"]) == ("interrupted", 2, 2)
     assert result["test_acc"] is not None
@@ -187,7 +186,7 @@ def test_unexpected_errors_are_recorded_then_raised(root: Path, tmp_path: Path, 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(training, "clip_gradients", boom)
+    monkeypatch.setattr(loop, "clip_gradients", boom)
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny_cfg(root), run_dir=tmp_path)
     record = read_metrics(tmp_path)
@@ -210,15 +209,15 @@ def test_nan_loss_stops_with_good_checkpoints(root: Path, tmp_path: Path, monkey
     assert "step 11 " in result["error"] and str(last) in result["error"]
     assert "\n" not in result["error"]
     assert result["steps"] == 10 and result["test_acc"] is not None
-    state = checkpoint.load(last)
+    state = checkpoints.load(last)
     assert state["progress"]["step"] == 8  # the epoch-1 checkpoint, not overwritten
     for name in ("last.pt", "best.pt"):
-        weights = checkpoint.load(tmp_path / "checkpoints" / name)["model"]
+        weights = checkpoints.load(tmp_path / "checkpoints" / name)["model"]
         assert all(torch.isfinite(w).all() for w in weights.values())
 
 
 def test_nan_gradient_stops_too(root: Path, tmp_path: Path, monkeypatch) -> None:
-    _on_call(monkeypatch, training, "clip_gradients", 2, lambda norm: math.inf)
+    _on_call(monkeypatch, loop, "clip_gradients", 2, lambda norm: math.inf)
     result = train(tiny_cfg(root), run_dir=tmp_path)
     assert result["status"] == "diverged" and "gradient norm is inf at step 2 " in result["error"]
     assert "no checkpoint written yet" in result["error"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnzoo.errors import DataError
+from rnnzoo.errors import DataError, one_line
 
 UBYTE = 0x08  # the only IDX type code MNIST-like files use
 IMAGE_SIZE = 28
@@ -34,12 +34,6 @@ FILES: dict[str, tuple[str, str]] = {
 ALL_FILES: tuple[str, ...] = tuple(name for pair in FILES.values() for name in pair)
 
 _FIX = "delete it and download again (data.download=true) or copy a good copy there by hand"
-
-
-def _oneline(text: object, limit: int = 200) -> str:
-    """Collapse whitespace so a message stays on one line; cut it at ``limit`` characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _corrupt(path: Path, what: str) -> DataError:
@@ -57,9 +51,9 @@ def _read_bytes(path: Path) -> bytearray:
             got = f.readinto(buf)
         return buf[:got] if got != len(buf) else buf
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise _corrupt(path, f"not a complete gzip file ({_oneline(e, 100)})") from None
+        raise _corrupt(path, f"not a complete gzip file ({one_line(str(e), 100)})") from None
     except OSError as e:
-        raise DataError(f"cannot read {path.name} in {path.parent}: {_oneline(e, 100)}") from None
+        raise DataError(f"cannot read {path.name} in {path.parent}: {one_line(str(e), 100)}") from None
 
 
 def read_idx(path: str | Path) -> Tensor:

@@ -1,8 +1,8 @@
-"""A job: what one training run is built from its config, and its checkpoint payload.
+"""Setup from config: a ``Job`` is everything one training run is built from.
 
 ``Job.build(cfg)`` validates the trainer settings, picks the device, seeds, loads the data,
-builds the model, optimizer and scheduler; ``state_dict`` / ``load_state`` turn all of that
-plus the loop's ``Progress`` into a checkpoint and back (see ``rnnzoo.checkpoint``).
+builds the model, optimizer and scheduler. Checkpoints of a job (payload, restore, resume)
+live in ``rnnzoo.training.checkpoints``.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnzoo import checkpoint, tbptt
 from rnnzoo.data import SequenceData, Split, build_data
-from rnnzoo.errors import UserError
-from rnnzoo.evaluate import evaluate
 from rnnzoo.model import SequenceClassifier
-from rnnzoo.optim import build_optimizer, build_scheduler
-from rnnzoo.progress import Progress
-from rnnzoo.runtime import seed_everything, select_device
-from rnnzoo.trainer_config import TrainerConfig
+from rnnzoo.training import tbptt
+from rnnzoo.training.config import TrainerConfig
+from rnnzoo.training.evaluate import evaluate
+from rnnzoo.training.optim import build_optimizer, build_scheduler
+from rnnzoo.training.runtime import seed_everything, select_device
 
 
 @dataclass
@@ -96,46 +93,6 @@ class Job:
         """(loss, accuracy) of the model as it is now on ``split`` (val or test)."""
         limit = self.settings.limit_eval_batches
         return evaluate(self.model, split, self.eval_batch_size, limit, self.autocast)
-
-    def state_dict(self, progress: Progress) -> dict[str, Any]:
-        """The checkpoint payload: model, optimizer, scheduler, RNG, progress, config."""
-        return {
-            "format": checkpoint.FORMAT,
-            "model": self.model.state_dict(),
-            "model_args": self.model.model_args(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(),
-            "progress": progress.to_dict(),
-            "config": self.config,
-        }
-
-    def load_state(self, path: Path) -> Progress:
-        """Restore a checkpoint written by :meth:`state_dict`; returns its progress.
-
-        Raises:
-            UserError: the checkpoint holds another model (or optimizer) than the config.
-        """
-        state = checkpoint.load(path)
-        ours, saved = self.model.model_args(), state["model_args"]
-        differ = sorted(k for k in {*ours, *saved} if k != "engine" and ours.get(k) != saved.get(k))
-        if differ:
-            was = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
-            now = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
-            raise UserError(
-                f"cannot resume from {path}: it holds a model with {was}, the config asks for "
-                f"{now}; resume with the same model settings"
-            )
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.scheduler is not None and state.get("scheduler") is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-        except (KeyError, ValueError, RuntimeError) as err:
-            reason = " ".join(str(err).split())[:300]
-            raise UserError(f"cannot resume from {path}: {reason}") from None
-        checkpoint.set_rng_state(state["rng"])  # last: building the model drew from the RNG
-        return Progress.from_dict(state["progress"])
 
     def describe(self) -> str:
         """One log line saying what trains where."""

@@ -16,13 +16,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from rnnzoo.errors import UserError
-
-
-def _oneline(err: BaseException) -> str:
-    # hydra wraps the real error (e.g. torch's "Invalid learning rate") in a multi-line one
-    cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
-    return " ".join(str(cause).split())
+from rnnzoo.errors import UserError, one_line
 
 
 def _build(group: str, cfg: Any, arg: Any) -> Any:
@@ -32,7 +26,7 @@ def _build(group: str, cfg: Any, arg: Any) -> Any:
         return factory(arg)
     except (InstantiationException, ValueError, TypeError) as err:
         target = cfg.get("_target_")
-        raise UserError(f"cannot build {group} {target}: {_oneline(err)}") from None
+        raise UserError(f"cannot build {group} {target}: {one_line(err)}") from None
 
 
 def build_optimizer(cfg: Any, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

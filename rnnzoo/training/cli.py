@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from rnnzoo.errors import UserError
+from rnnzoo.errors import UserError, print_error
 
 #: classic --task names -> data config names
 TASKS = {"seqmnist": "smnist", "pseqmnist": "psmnist"}
@@ -200,7 +200,7 @@ def rewrite_sys_argv(conf_dir: Path) -> None:
     try:
         sys.argv[1:] = translate(sys.argv[1:], conf_dir)
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(err)
         raise SystemExit(2) from None
 
 

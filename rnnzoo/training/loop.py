@@ -1,12 +1,13 @@
 """Training: ``train(cfg)`` runs one job end to end and returns its metrics record.
 
 The loop: for each epoch, shuffled batches (order seeded by (seed, epoch)); per batch one set
-of recurrent-dropout masks and the pieces truncated BPTT asks for (``rnnzoo.tbptt``), each a
-loss, backward, gradient clipping (the pre-clip norm is logged), an optimizer step and
+of recurrent-dropout masks and the pieces truncated BPTT asks for (``tbptt``), each a loss,
+backward, gradient clipping (the pre-clip norm is logged), an optimizer step and
 ``model.post_step_()``. Validation at every epoch end (and every ``val_every_steps``) keeps
 ``checkpoints/best.pt``; ``checkpoints/last.pt`` is written at every epoch end (and every
-``ckpt_every_steps``). At the end the official test set is evaluated with ``best.pt``, and
-``metrics.json`` records the job (``rnnzoo.metrics``). Nothing here branches on the cell type.
+``ckpt_every_steps``); ``checkpoints`` owns what they hold and how a run resumes. At the end
+the official test set is evaluated with ``best.pt``, and ``metrics.json`` records the job
+(``metrics``). Nothing here branches on the cell type.
 
 How a job can end (the ``status`` in metrics.json):
 - ``completed``: epochs or max_steps reached.
@@ -31,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from rnnzoo import checkpoint, metrics, tbptt
-from rnnzoo.errors import UserError
-from rnnzoo.job import Job
-from rnnzoo.monitor import Monitor
-from rnnzoo.optim import clip_gradients
-from rnnzoo.progress import Progress, crossed
-from rnnzoo.runtime import StopRequest, resolve_run_dir
+from rnnzoo.errors import one_line
+from rnnzoo.training import checkpoints, metrics, tbptt
+from rnnzoo.training.monitor import Monitor
+from rnnzoo.training.optim import clip_gradients
+from rnnzoo.training.progress import Progress, crossed
+from rnnzoo.training.runtime import StopRequest, resolve_run_dir
+from rnnzoo.training.setup import Job
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ FINALS = ("val_acc", "test_acc", "test_loss")  # the metrics shown next to the h
 
 class Diverged(Exception):
     """The loss or the gradient became NaN/Inf under ``trainer.nan_policy=stop``."""
-
-
-def one_line(err: BaseException) -> str:
-    """An exception as one line: the message alone for user errors, else 'Type: message'."""
-    text = " ".join(str(err).split())
-    if not isinstance(err, UserError):
-        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -99,13 +92,7 @@ class Trainer:
         """Build the job; restore the checkpoint ``trainer.resume`` names."""
         self.job = job = Job.build(self.cfg)
         job.data.save_permutation(self.run_dir)
-        source = checkpoint.resume_path(job.settings.resume, self.run_dir)
-        if source is not None:
-            self.progress = p = job.load_state(source)
-            checkpoint.adopt_best(source, self.best_path.parent)
-            log.info(
-                f"resumed from {source} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}"
-            )
+        self.progress = checkpoints.resume(job, self.run_dir) or self.progress
         log.info("%s; run dir %s", job.describe(), self.run_dir)
 
     # the loop ---------------------------------------------------------------------------------
@@ -279,7 +266,7 @@ class Trainer:
 
     def _save(self, path: Path) -> None:
         self._tick()
-        checkpoint.save(path, self.job.state_dict(self.progress))
+        checkpoints.save_job(path, self.job, self.progress)
 
     def _test(self) -> tuple[float | None, float | None]:
         """Test loss and accuracy of best.pt (None, None if no validation ever ran)."""
@@ -287,7 +274,7 @@ class Trainer:
         if not self.best_path.is_file():
             log.warning("no best checkpoint (no validation ran): the test set is not evaluated")
             return None, None
-        j.model.load_state_dict(checkpoint.load(self.best_path)["model"])
+        checkpoints.load_weights(j.model, self.best_path)
         return j.evaluate(j.data.test)
 
     def record(self, status: str, error: str | None = None, **values: Any) -> dict[str, Any]:

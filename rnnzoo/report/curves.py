@@ -10,10 +10,9 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from rnnzoo.results import Group, Run
+from rnnzoo.report.runs import Group, Run
 
 # learning-curve metrics: history key in metrics.json -> TensorBoard tag
 CURVES = {"val_acc": "val/acc", "val_loss": "val/loss"}

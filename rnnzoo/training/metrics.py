@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnzoo.checkpoint import atomic_write
-from rnnzoo.progress import Progress
+from rnnzoo.training.checkpoints import atomic_write
+from rnnzoo.training.progress import Progress
 
 if TYPE_CHECKING:
-    from rnnzoo.job import Job
+    from rnnzoo.training.setup import Job
 
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 KEYS = (

@@ -78,7 +78,7 @@ class TrainerConfig:
             limit_train_batches=_int(cfg, "limit_train_batches", None, 1, optional=True),
             limit_eval_batches=_int(cfg, "limit_eval_batches", None, 1, optional=True),
             tbptt_steps=steps or 0,
-            tbptt_mode=str(tbptt.get("mode", cls.tbptt_mode)),  # checked by rnnzoo.tbptt
+            tbptt_mode=str(tbptt.get("mode", cls.tbptt_mode)),  # checked by rnnzoo.training.tbptt
             clip_norm=_positive(clip.get("norm", cls.clip_norm), "clip.norm"),
             clip_value=_positive(clip.get("value"), "clip.value"),
             precision=_choice(cfg.get("precision", 32), "precision", PRECISIONS),

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, RNG states, and finding the one to resume from.
+"""Checkpoints end to end: the payload of a job, atomic writes, RNG states, finding the one to
+resume from, restoring it, and loading the best weights for the test.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (never a pickled
 module), so ``torch.load(weights_only=True)`` reads it:
@@ -22,11 +23,17 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
-from rnnzoo.errors import UserError
+from rnnzoo.errors import UserError, one_line
+from rnnzoo.training.progress import Progress
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from rnnzoo.training.setup import Job
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +70,7 @@ def load(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist") from None
     except Exception as err:
-        reason = " ".join(str(err).split())[:200]
-        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {reason}") from None
+        raise UserError(f"cannot read checkpoint {path}: {one_line(err, 200)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not an rnnzoo checkpoint (format {FORMAT})")
     return payload
@@ -140,3 +146,80 @@ def adopt_best(source: Path, ckpt_dir: Path) -> None:
                 shutil.copyfileobj(src, f)
 
         atomic_write(target, copy)
+
+
+# ------------------------------------------------------------------------------- a job's state
+
+
+def payload(job: Job, progress: Progress) -> dict[str, Any]:
+    """The checkpoint of a job: model, optimizer, scheduler, RNG, progress, config."""
+    return {
+        "format": FORMAT,
+        "model": job.model.state_dict(),
+        "model_args": job.model.model_args(),
+        "optimizer": job.optimizer.state_dict(),
+        "scheduler": None if job.scheduler is None else job.scheduler.state_dict(),
+        "rng": rng_state(),
+        "progress": progress.to_dict(),
+        "config": job.config,
+    }
+
+
+def save_job(path: Path, job: Job, progress: Progress) -> None:
+    """Atomically write the job's checkpoint to ``path``."""
+    save(path, payload(job, progress))
+
+
+def check_model_args(path: Path, ours: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose model differs from the config's (the engine may differ).
+
+    Raises:
+        UserError: one line naming every differing model setting.
+    """
+    differ = sorted(k for k in {*ours, *saved} if k != "engine" and ours.get(k) != saved.get(k))
+    if differ:
+        was = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
+        raise UserError(
+            f"cannot resume from {path}: it holds a model with {was}, the config asks for "
+            f"{now}; resume with the same model settings"
+        )
+
+
+def restore(job: Job, path: Path) -> Progress:
+    """Load a checkpoint written by :func:`payload` into ``job``; returns its progress.
+
+    Raises:
+        UserError: the checkpoint holds another model (or optimizer) than the config.
+    """
+    state = load(path)
+    check_model_args(path, job.model.model_args(), state["model_args"])
+    try:
+        job.model.load_state_dict(state["model"])
+        job.optimizer.load_state_dict(state["optimizer"])
+        if job.scheduler is not None and state.get("scheduler") is not None:
+            job.scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise UserError(f"cannot resume from {path}: {one_line(err, 300)}") from None
+    set_rng_state(state["rng"])  # last: building the model drew from the RNG
+    return Progress.from_dict(state["progress"])
+
+
+def resume(job: Job, run_dir: Path) -> Progress | None:
+    """Continue the checkpoint ``trainer.resume`` names, if any: restore it into ``job`` and
+    adopt its ``best.pt``. Returns its progress, or None to start fresh."""
+    source = resume_path(job.settings.resume, run_dir)
+    if source is None:
+        return None
+    progress = restore(job, source)
+    adopt_best(source, run_dir / "checkpoints")
+    log.info(
+        "resumed from %s at epoch %d, batch %d, step %d",
+        *(source, progress.epoch + 1, progress.batch, progress.step),
+    )
+    return progress
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load the model weights of the checkpoint at ``path`` (e.g. best.pt for the test)."""
+    model.load_state_dict(load(path)["model"])
