@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from rnnzoo.engines import fused_build, list_engines, resolve_engine, valid_engines
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
-from rnnzoo.registry import list_cells, resolve_name
+from rnnzoo.registry import cell_label, list_cells, resolve_name
 
 ENGINES = ("loop", "native", "fused")
 #: cells that are exactly a torch.nn module, and how to build it
@@ -291,7 +291,8 @@ def bench_cell(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, A
             contenders[engine] = engine_step(cfg, cell, engine, device)
     if cfg.builtin and cell in BUILTINS:
         contenders["builtin"] = builtin_step(cfg, cell, device)
-    gemm_variants: dict[str, Callable] = gemm_steps(cfg, cell, device) if cfg.gemm else {}
+    gemm = cfg.gemm and hasattr(probe, "weight_ih")  # the floor reads torch's layout names
+    gemm_variants: dict[str, Callable] = gemm_steps(cfg, cell, device) if gemm else {}
     for name, fn in gemm_variants.items():
         contenders[f"gemm_{name}"] = fn
 
@@ -468,8 +469,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"{'cell':<13}{'engine':<9}{'ms/step':>10}{'seq/s':>9}{'epoch':>8}"
         f"{'vs builtin':>12}{'vs gemm':>9}{'vs naive64':>12}  notes",
     ]
-    for cell, res in report["cells"].items():
-        first = True
+    for spec, res in report["cells"].items():
+        cell, first = cell_label(spec), True  # mycells:LeakyRNN -> LeakyRNN
         for engine, row in res["engines"].items():
             notes = []
             if engine == res.get("best"):

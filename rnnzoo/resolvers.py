@@ -2,6 +2,8 @@
 
 ``${data_name:${.source},${.view},${.permute}}`` names the data after its knobs, so
 ``data=fashion data.view=row`` runs are called ``rowfashion`` without a manual ``data.name``.
+``${cell_label:${model.cell}}`` names a ``module:Class`` cell by its class (no ':' in
+run directories).
 """
 
 from omegaconf import OmegaConf
@@ -23,5 +25,13 @@ def data_name(source: str, view: str, permute: object) -> str:
         return f"{source}-{view}"
 
 
+def cell_label(cell: str) -> str:
+    """lstm -> lstm, mycells:LeakyRNN -> LeakyRNN."""
+    from rnnzoo.registry import cell_label as label
+
+    return label(str(cell))
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("data_name", data_name, replace=True)
+    OmegaConf.register_new_resolver("cell_label", cell_label, replace=True)

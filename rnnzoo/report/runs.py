@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnzoo.errors import UserError
+from rnnzoo.registry import cell_label
 
 METRICS_FILE = "metrics.json"
 COMPLETED = "completed"
@@ -70,7 +71,8 @@ class Run:
     def get(self, key: str) -> Any:
         """A naming field (``NAME_KEYS`` key): metrics.json first, then the config."""
         value = self.metrics.get(NAME_KEYS[key])
-        return self.config.get(key) if value is None else value
+        value = self.config.get(key) if value is None else value
+        return cell_label(value) if key == "model.cell" and value is not None else value
 
 
 @dataclass
