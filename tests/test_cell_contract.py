@@ -81,6 +81,10 @@ class SizesDisagree(Ok):
         return (self.hidden_size,)
 
 
+class BadStateShape(Ok):
+    state_shape = (2, 3)  # 6 values, not hidden_size = 5
+
+
 class ExtraState(Ok):
     def step(self, xp_t, state, rec_mask=None):
         y, (h,) = super().step(xp_t, state, rec_mask)
@@ -178,6 +182,7 @@ CASES = {
     "ThreeTuple": "step() returned a 3-tuple; it must return (y_t, state)",
     "FlatProjection": "input_projection() returned (4, 5) for x of shape (2, 2, 3); it must",
     "SizesDisagree": "state_sizes (5,) must give one size per state in ('h', 'c')",
+    "BadStateShape": "state_shape (2, 3) must be None or a tuple whose product is (5,)",
     "ExtraState": "step() returned a state tuple of [(2, 5), (2, 5)]; expected a tuple of",
     "ListState": "step() returned a state list of [(2, 5)]; expected a tuple",
     "OutputNotH": "output_is_h is True but step()'s y_t is not the new state[0]",

@@ -13,16 +13,19 @@ Two levels (see ``rnnzoo.cells.base`` for the contract itself):
   hidden_size, **kwargs)``, that overrides ``input_projection`` and ``step``.
 - ``check_cell``: a built cell on a tiny probe (T=2 steps, B=2) without gradients and in
   eval mode, with a fixed input (no random numbers drawn, so probing never changes a
-  seeded run): ``state_names``/``state_sizes`` agree; ``input_projection`` maps (T, B, I)
-  to (T, B, P); ``step`` returns ``(y_t (B, output_size), state)`` with a state shaped like
-  ``zero_state``, with and without a recurrent-dropout mask; ``output_is_h`` tells the
-  truth; a declared ``native_mode`` / ``fused_kernel`` comes with parameters in the
-  family's layout (``fused_params()`` shapes, kernel name, autograd-connected tensors).
+  seeded run): ``state_names``/``state_sizes`` (and ``state_shape``) agree;
+  ``input_projection`` maps (T, B, I) to (T, B, P); ``step`` returns
+  ``(y_t (B, output_size), state)`` with a state shaped like ``zero_state``, with and
+  without a recurrent-dropout mask; ``output_is_h`` tells the truth; a declared
+  ``native_mode`` uses every parameter and gives ``step``'s outputs; a declared
+  ``fused_kernel`` comes with ``fused_params()`` in the family's layout (kernel name,
+  shapes, tensors built with autograd from the parameters).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -107,6 +110,13 @@ def _check_state_decl(cell: RecurrentCell, spec: str) -> tuple[int, ...]:
         raise _fail(spec, f"state_sizes {sizes!r} must give one size per state in {names!r}")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
         raise _fail(spec, f"state_sizes must be integers >= 1, got {sizes!r}")
+    shape = _call(spec, "state_shape", getattr, cell, "state_shape")
+    if shape is not None and (
+        not isinstance(shape, tuple)
+        or not all(isinstance(n, int) and n >= 1 for n in shape)
+        or any(math.prod(shape) != n for n in sizes)
+    ):
+        raise _fail(spec, f"state_shape {shape!r} must be None or a tuple whose product is {sizes}")
     out = _call(spec, "output_size", getattr, cell, "output_size")
     if not isinstance(out, int) or isinstance(out, bool) or out < 1:
         raise _fail(spec, f"output_size must be an integer >= 1, got {out!r}")
