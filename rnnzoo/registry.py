@@ -32,7 +32,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from rnnzoo.errors import UserError
+from rnnzoo.errors import UserError, one_line
 
 _CELLS: dict[str, Callable[..., Any]] = {}
 _ALIASES: dict[str, str] = {}
@@ -177,9 +177,8 @@ def _import(spec: str, module_name: str) -> ModuleType:
             ) from None
         raise UserError(f"cell {spec!r}: importing {module_name!r} failed: {err}") from None
     except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0]
         raise UserError(
-            f"cell {spec!r}: importing {module_name!r} failed: {type(err).__name__}: {first}"
+            f"cell {spec!r}: importing {module_name!r} failed: {one_line(err)}"
         ) from None
 
 
@@ -201,10 +200,9 @@ def _load_plugins() -> None:
             _load_plugin(ep)
         except Exception as err:  # a broken plugin must not break the zoo
             dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
-            first = (str(err).strip().splitlines() or [""])[0]
             warnings.warn(
                 f"rnnzoo: cell plugin {ep.name} = {ep.value!r} from {dist} not loaded: "
-                f"{type(err).__name__}: {first}",
+                f"{one_line(err)}",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -25,11 +25,12 @@ def data_name(source: str, view: str, permute: object) -> str:
         return f"{source}-{view}"
 
 
-def cell_label(cell: str) -> str:
-    """lstm -> lstm, mycells:LeakyRNN -> LeakyRNN."""
+def cell_label(cell: str | None) -> str:
+    """lstm -> lstm, mycells:LeakyRNN -> LeakyRNN; None (model=custom without a cell) ->
+    "nocell", so the run starts and fails with the model config's one-line error."""
     from rnnzoo.registry import cell_label as label
 
-    return label(str(cell))
+    return "nocell" if cell is None else label(str(cell))
 
 
 def register() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import rnnzoo
 from rnnzoo import registry
 from rnnzoo.cells.contract import CellContractError
 from rnnzoo.errors import UserError
@@ -143,6 +144,16 @@ class KernelDetached(KernelMismatch):
         return FusedParams("elman_tanh", self.weight_ih, self.bias, w, None)
 
 
+class KernelUnknown(KernelMismatch):
+    fused_kernel = "leaky"
+
+
+class KernelConstantExtra(KernelMismatch):  # valid: extra may be a constant
+    def fused_params(self):
+        extra = torch.tensor([0.5])
+        return FusedParams("elman_tanh", self.weight_ih, self.bias, self.weight_hh, extra)
+
+
 class ParamsNoKernel(Ok):
     def fused_params(self):
         return FusedParams("elman_tanh", self.weight_ih, self.bias, self.weight_hh, None)
@@ -193,6 +204,7 @@ CASES = {
     "KernelMismatch": "fused_params().kernel 'lstm' != fused_kernel 'elman_tanh'",
     "KernelTransposed": "fused_params().w_ih is (3, 5); expected (G, input_size)",
     "KernelDetached": "fused_params().w_hh does not require grad",
+    "KernelUnknown": "fused_kernel 'leaky' is not a kernel family; known: elman_relu, ",
     "ParamsNoKernel": "fused_params() returns parameters but fused_kernel is None",
     "NativeIgnores": "native_mode 'RNN_TANH': the native engine would ignore ['bias']",
     "NativeUnknown": "native_mode 'RNN' needs one of LSTM, GRU, RNN_TANH, RNN_RELU and",
@@ -218,6 +230,14 @@ def user_dir(tmp_path, monkeypatch):
 
 def test_the_base_case_is_valid(user_dir):
     create_cell("brokencells:Ok", 3, 5)  # so every failure below is the one change's doing
+    create_cell("brokencells:KernelConstantExtra", 3, 5)  # extra need not require grad
+
+
+def test_fused_families_are_read_from_the_headers():
+    from rnnzoo.cells.contract import fused_families
+
+    zoo = {rnnzoo.create_cell(n, 1, 4).fused_kernel for n in list_cells()} - {None}
+    assert zoo <= set(fused_families()) and "elman_tanh" in fused_families()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

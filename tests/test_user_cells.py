@@ -20,6 +20,7 @@ import rnnzoo
 from rnnzoo import registry
 from rnnzoo.cells.contract import check_cell
 from rnnzoo.engines import fused, fused_build, loop, resolve_engine
+from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import cell_label, create_cell, is_cell, list_cells, resolve_name
 
@@ -124,6 +125,20 @@ def test_doc_example_trains_through_train(user_dir, tiny_mnist_root, tmp_path):
     assert metrics["steps"] == 16 and metrics["test_acc"] is not None
 
 
+def test_custom_model_config_without_a_cell_is_a_one_line_error(tiny_mnist_root, tmp_path):
+    from omegaconf import OmegaConf
+    from train_helpers import tiny_cfg
+
+    from rnnzoo.training import train
+
+    cfg = tiny_cfg(tiny_mnist_root, "model=custom")
+    shared = OmegaConf.load(REPO / "conf" / "model" / "_shared.yaml")
+    assert set(cfg.model) == set(shared) and cfg.model.cell_kwargs == {}
+    assert cfg.run_name == "nocell_rowmnist_h8x1_seed0"  # the run starts, then says why not
+    with pytest.raises(UserError, match="^model config needs cell$"):
+        train(cfg, run_dir=tmp_path / "run")
+
+
 def test_fused_example_matches_loop(user_dir):
     torch.manual_seed(0)
     cell = create_cell("fusedcells:ScaledTanhRNN", 3, 6, gain=0.8).to(F64)
@@ -204,7 +219,7 @@ def test_probing_draws_no_random_numbers(user_dir):
 
 
 def test_sweep_with_a_zoo_cell_and_the_results_table(user_dir, tiny_mnist_root, tmp_path):
-    from rnnzoo.results import write_report
+    from rnnzoo.report import write_report
 
     cmd = [sys.executable, str(REPO / "train.py"), "-m", "model=custom"]
     cmd += ["model.cell=mycells:LeakyRNN,lstm", "model.hidden_size=8", "model.engine=loop"]

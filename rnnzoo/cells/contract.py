@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from rnnzoo.cells.base import FusedParams, RecurrentCell
-from rnnzoo.errors import UserError
+from rnnzoo.errors import UserError, one_line
 
 #: torch built-ins the native engine can run (``RecurrentCell.native_mode``)
 NATIVE_MODES = ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")
 _PROBE_T, _PROBE_B = 2, 2
+_FAMILY_LINE = re.compile(r"^\s*RNNZOO_FAMILY\(\s*(\w+)\s*,", re.M)
 
 
 class CellContractError(UserError):
@@ -45,11 +48,6 @@ class CellContractError(UserError):
 
 def _fail(spec: str, part: str) -> CellContractError:
     return CellContractError(f"cell {spec!r} breaks the cell contract: {part}")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def check_cell_class(cls: Any, spec: str) -> type[RecurrentCell]:
@@ -88,7 +86,7 @@ def _call(spec: str, what: str, fn, *args):
     except UserError:
         raise
     except Exception as err:
-        raise _fail(spec, f"{what} raised {_first_line(err)}") from None
+        raise _fail(spec, f"{what} raised {one_line(err, limit=300)}") from None
 
 
 def _shape(t: Any) -> str:
@@ -153,6 +151,16 @@ def _describe_state(state: Any) -> str:
     return _shape(state)
 
 
+def fused_families() -> list[str]:
+    """Kernel families compiled into the fused engine: the ``RNNZOO_FAMILY(name, ...)``
+    lines of ``rnnzoo/engines/csrc/families/*.h`` (read, not built: cheap), sorted."""
+    folder = Path(__file__).resolve().parents[1] / "engines" / "csrc" / "families"
+    names = set()
+    for header in folder.glob("*.h"):
+        names.update(_FAMILY_LINE.findall(header.read_text()))
+    return sorted(names)
+
+
 def _check_fused(cell: RecurrentCell, spec: str) -> None:
     kernel = _call(spec, "fused_kernel", getattr, cell, "fused_kernel")
     params = _call(spec, "fused_params()", cell.fused_params)
@@ -162,6 +170,11 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
         return
     if not isinstance(kernel, str) or not kernel:
         raise _fail(spec, f"fused_kernel must be a kernel family name or None, got {kernel!r}")
+    known = fused_families()
+    if known and kernel not in known:
+        raise _fail(
+            spec, f"fused_kernel {kernel!r} is not a kernel family; known: {', '.join(known)}"
+        )
     if not isinstance(params, FusedParams):
         raise _fail(spec, f"fused_kernel is {kernel!r} but fused_params() returned {params!r}")
     if params.kernel != kernel:
@@ -175,8 +188,10 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
         raise _fail(spec, f"fused_params().w_hh is {_shape(w_hh)}; expected (Gr, K) or None")
     if extra is not None and (not isinstance(extra, Tensor) or extra.dim() != 1):
         raise _fail(spec, f"fused_params().extra is {_shape(extra)}; expected (E,) or None")
-    for name, t in (("w_ih", w_ih), ("bias", bias), ("w_hh", w_hh), ("extra", extra)):
-        if t is not None and not t.requires_grad and any(True for _ in cell.parameters()):
+    # extra may hold constants (step sizes, leak rates): only the GEMM operands must be
+    # built from the parameters
+    for name, t in (("w_ih", w_ih), ("bias", bias), ("w_hh", w_hh)):
+        if t is not None and not t.requires_grad:
             raise _fail(
                 spec,
                 f"fused_params().{name} does not require grad: build it from the cell's "
