@@ -18,6 +18,8 @@ GATES = {
     "gru": ("r", "z"),
     "ugrnn": ("g",),
     "intersection": ("g_y", "g_h"),
+    "mingru": ("z",),
+    "minlstm": ("f", "i"),  # normalized, f' + i' = 1
 }
 
 

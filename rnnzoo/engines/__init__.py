@@ -31,14 +31,14 @@ log = logging.getLogger(__name__)
 
 _ENGINES: dict[str, ModuleType] = {"loop": loop, "native": native}
 #: engine modules under rnnzoo.engines imported lazily when present
-_OPTIONAL = ("fused",)
+_OPTIONAL = ("fused", "scan")
 _optional_loaded = False
 
 #: preference for "auto", fastest first. On CUDA, cuDNN (native) wins for the cells it can
 #: run; on CPU the fused kernels beat torch's LSTM (see DESIGN.md measured facts).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
-    "cpu": ("fused", "native", "loop"),
-    "cuda": ("native", "fused", "loop"),
+    "cpu": ("fused", "scan", "native", "loop"),
+    "cuda": ("native", "scan", "fused", "loop"),
 }
 
 
