@@ -12,7 +12,7 @@ from rnnzoo.engines import resolve_engine, run_layer, valid_engines
 from rnnzoo.engines.scan import linear_scan, log_scan, scan, supports
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
-from rnnzoo.tbptt import forward_pieces
+from rnnzoo.training.tbptt import forward_pieces
 
 F64 = torch.float64
 CELLS = ["lru", "mingru", "minlstm"]
