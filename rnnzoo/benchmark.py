@@ -6,7 +6,7 @@ batch 128, hidden 128, 1 layer, 784 steps, 1 input, 10 classes. For every cell, 
 process and interleaved (each repeat times every contender once, so load changes on a busy
 machine hit them all alike), with the median of ``repeats`` timings after ``warmup`` steps:
 
-- every engine that supports the cell (``loop``, ``native``, ``fused``);
+- every engine that supports the cell (``loop``, ``native``, ``fused``, ``scan``);
 - ``builtin``: the torch.nn module where one exists (nn.RNN tanh for rnn, nn.RNN relu for
   irnn, nn.LSTM, nn.GRU) with a linear readout and Adam, the same data;
 - ``gemm``: the floor, the matrix multiplies alone at the same shapes. Per layer, the
@@ -59,7 +59,7 @@ from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import cell_label, list_cells, resolve_name
 
-ENGINES = ("loop", "native", "fused")
+ENGINES = ("loop", "native", "fused", "scan")
 #: cells that are exactly a torch.nn module, and how to build it
 BUILTINS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
@@ -181,8 +181,10 @@ class _GemmLayer:
 def _gemm_layers(model: SequenceClassifier) -> list[_GemmLayer]:
     layers = []
     for k, cell in enumerate(model.cells):
-        w_hh, w_ih = getattr(cell, "weight_hh", None), cell.weight_ih
+        w_hh, w_ih = getattr(cell, "weight_hh", None), getattr(cell, "weight_ih", None)
         rec = tuple(w_hh.shape) if w_hh is not None and w_hh.dim() == 2 else None
+        if w_ih is None:  # no plain input weight (LRU): no floor defined here
+            continue
         inp = tuple(w_ih.shape) if (w_ih.shape[1] > 1 or rec is None) else None
         mapped = not isinstance(model.input_maps[k], nn.Identity)
         layers.append(_GemmLayer(rec, inp, dx=k >= model.num_directions or mapped))
@@ -237,6 +239,8 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
             torch.mm(dg.view(-1, G).t(), h.view(-1, H))
         input_gemms()
 
+    if not rec_ops and not inp_ops:
+        return {}
     steps = {"torch": torch_step}
     ops = None
     if device.type == "cpu" and rec_ops:

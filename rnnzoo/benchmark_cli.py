@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--cells", type=_csv, default=None, help="comma list (default: all)")
     parser.add_argument(
-        "--engines", type=_csv, default=["loop", "native", "fused"], help="comma list"
+        "--engines", type=_csv, default=["loop", "native", "fused", "scan"], help="comma list"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per contender")

@@ -76,7 +76,12 @@ def test_every_parameter_gets_gradient(name):
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
 
 
-@pytest.mark.parametrize("name", ALL)
+#: element-wise linear recurrences: no recurrent weight; their references (masks included)
+#: are in test_linear_recurrence.py
+ELEMENTWISE = {"lru", "mingru", "minlstm"}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in ELEMENTWISE])
 def test_rec_mask_acts_only_in_recurrent_product(name):
     cell = randomize_(make(name))
     xp_t = cell.input_projection(torch.randn(1, B, D, dtype=F64))[0]
@@ -123,6 +128,9 @@ NATIVE_MODES = {
     "indrnn": None,
     "ugrnn": None,
     "intersection": None,
+    "lru": None,
+    "mingru": None,
+    "minlstm": None,
 }
 
 
@@ -269,7 +277,7 @@ EQUATION_REFS = {
 
 
 def test_every_non_native_cell_has_an_equation_reference():
-    assert {n for n in ALL if NATIVE_MODES[n] is None} == set(EQUATION_REFS)
+    assert {n for n in ALL if NATIVE_MODES[n] is None} == set(EQUATION_REFS) | ELEMENTWISE
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -119,6 +119,11 @@ class LinearRecurrenceCell(RecurrentCell):
             return h
         return torch.cat([h.real, h.imag], dim=-1)
 
+    def fused_mask(self, rec_mask: Tensor) -> Tensor:
+        """The (B, H) recurrent-dropout mask in the state layout (B, S) the fused kernel
+        reads: both halves of a complex state."""
+        return torch.cat([rec_mask, rec_mask], dim=-1) if self.complex_state else rec_mask
+
     def output_map(self, x: Tensor | None, hs: Tensor) -> Tensor:
         """Input (T, B, I) (None when unused), states (T, B, S) -> outputs (T, B, O); the
         identity here."""

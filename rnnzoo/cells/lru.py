@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnzoo.cells.base import FusedParams
 from rnnzoo.cells.linear_recurrence import (
     GLUBlock,
     LinearRecurrenceCell,
@@ -65,6 +66,7 @@ class LRUCell(LinearRecurrenceCell):
     """
 
     complex_state = True
+    fused_kernel = "lru"
 
     def __init__(
         self,
@@ -122,6 +124,15 @@ class LRUCell(LinearRecurrenceCell):
     def lam(self) -> Tensor:
         """lambda = exp(-exp(nu_log) + i exp(theta_log)), complex (H,)."""
         return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+
+    def fused_params(self) -> FusedParams:
+        """The recurrence only (the kernel returns [Re h | Im h]; output_map does the rest):
+        w_ih = [gamma * B_re; gamma * B_im] (2H, I), no bias, extra = [Re lambda | Im lambda]."""
+        gamma = torch.exp(self.gamma_log).unsqueeze(1)  # (H, 1)
+        w = torch.cat([gamma * self.B_re, gamma * self.B_im])  # (2H, I)
+        mod, phase = torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log)
+        lam = torch.cat([mod * torch.cos(phase), mod * torch.sin(phase)])  # (2H,)
+        return FusedParams("lru", w, w.new_zeros(w.shape[0]), None, lam)
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
         return {"lambda": self.lam()}  # the (complex) diagonal of the recurrence

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnzoo.cells.base import FusedParams
 from rnnzoo.cells.linear_recurrence import (
     GLUBlock,
     LinearRecurrenceCell,
@@ -68,6 +69,8 @@ class MinGRUCell(LinearRecurrenceCell):
         block: "none" or "glu" (output block on h_t, see the module docstring).
     """
 
+    fused_kernel = "mingru"
+
     def __init__(self, input_size: int, hidden_size: int, block: str = "none") -> None:
         super().__init__(input_size, hidden_size)
         self.block_kind = check_block(block)
@@ -87,6 +90,11 @@ class MinGRUCell(LinearRecurrenceCell):
         if self.block is not None:
             self.block.glu.reset_parameters()
             self.block.norm.reset_parameters()
+
+    def fused_params(self) -> FusedParams:
+        # the kernel computes the gates from x W^T + b itself and returns h (the block, if
+        # any, runs in output_map)
+        return FusedParams("mingru", self.weight_ih, self.bias, None, None)
 
     def _keeps_x(self) -> bool:
         return self.block is not None and self.block.residual

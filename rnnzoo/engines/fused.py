@@ -20,7 +20,10 @@ at first use by ``fused_build``) that walks all T steps outside the Python inter
   7.4 s instead of 0.93 s per batch on real Fashion-MNIST pixels, measured here).
 
 Each cell says how its parameters map onto its kernel family (``cell.fused_params()``, see
-``rnnzoo.cells.base.FusedParams``), so this engine holds no per-cell tables; the tests check
+``rnnzoo.cells.base.FusedParams``), so this engine holds no per-cell tables. Two optional
+cell hooks: ``fused_mask(rec_mask)`` maps the (B, H) mask onto the kernel's state layout
+(packed states), and ``output_map(x, ys)`` turns the kernel's state sequence into the
+outputs, batched over time (LRU: Re(C h) + D x; ``rnnzoo.cells.linear_recurrence``); the tests check
 every kernel against the ``loop`` engine (outputs and all gradients, with recurrent-dropout
 masks and carried states).
 
@@ -184,6 +187,8 @@ def run(
         raise ValueError(f"{type(cell).__name__}.fused_params() does not match fused_kernel")
     _, w_ih, bias, w_hh, extra = params
     empty = x.new_empty(0)
+    if rec_mask is not None and callable(getattr(cell, "fused_mask", None)):
+        rec_mask = cell.fused_mask(rec_mask)  # the kernel's state layout, e.g. packed states
     mask = None if rec_mask is None else rec_mask.to(x.dtype).contiguous()
     tensors = (
         x.contiguous(),
@@ -196,4 +201,7 @@ def run(
     # decided here: inside forward() grad mode is always off and needs_input_grad ignores it
     train = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     outs = _FusedSequence.apply(kernel, mask, len(state), train, *tensors)
-    return outs[0], tuple(outs[1:])
+    ys = outs[0]
+    if callable(getattr(cell, "output_map", None)):
+        ys = cell.output_map(x, ys)  # a per-step output of (x_t, h_t), batched over time
+    return ys, tuple(outs[1:])

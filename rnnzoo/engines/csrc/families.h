@@ -3,6 +3,7 @@
 // the interface and ops.cpp for how to add a family.
 #pragma once
 
+#include "families/diag.h"
 #include "families/elman.h"
 #include "families/gru.h"
 #include "families/indrnn.h"
