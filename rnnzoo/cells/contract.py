@@ -188,9 +188,11 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
         raise _fail(spec, f"fused_params().w_hh is {_shape(w_hh)}; expected (Gr, K) or None")
     if extra is not None and (not isinstance(extra, Tensor) or extra.dim() != 1):
         raise _fail(spec, f"fused_params().extra is {_shape(extra)}; expected (E,) or None")
-    # extra may hold constants (step sizes, leak rates): only the GEMM operands must be
-    # built from the parameters
+    # extra may hold constants (step sizes, leak rates), and bias constant zeros (a cell with
+    # no input bias, e.g. the LRU): only the GEMM operands must be built from the parameters
     for name, t in (("w_ih", w_ih), ("bias", bias), ("w_hh", w_hh)):
+        if name == "bias" and not t.requires_grad and not t.any():
+            continue
         if t is not None and not t.requires_grad:
             raise _fail(
                 spec,
