@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rnnzoo import FusedParams, RecurrentCell
+from rnnzoo.cells.linear_recurrence import Recurrence
 
 
 class Ok(RecurrentCell):
@@ -159,6 +160,46 @@ class ParamsNoKernel(Ok):
         return FusedParams("elman_tanh", self.weight_ih, self.bias, self.weight_hh, None)
 
 
+class ScanOk(RecurrentCell):
+    """h_t = a * (m * h_{t-1}) + W x_t, with the scan protocol (valid)."""
+
+    factor = 1.0
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = nn.Parameter(0.1 * torch.ones(hidden_size, input_size))
+        self.a = nn.Parameter(0.5 * torch.ones(hidden_size))
+
+    def input_projection(self, x):
+        return x @ self.weight_ih.T
+
+    def step(self, xp_t, state, rec_mask=None):
+        h = state[0] if rec_mask is None else state[0] * rec_mask
+        h = self.a * h + xp_t
+        return h, (h,)
+
+    def recurrence(self, xp):
+        return Recurrence(self.factor * self.a.expand_as(xp), xp, False)
+
+    def to_scan(self, h):
+        return h
+
+    def from_scan(self, h):
+        return h
+
+    def output_map(self, x, hs):
+        return hs
+
+
+class ScanDiffers(ScanOk):
+    factor = 0.9  # recurrence() disagrees with step()
+
+
+class ScanPartial(Ok):
+    def recurrence(self, xp):
+        return None
+
+
 class NativeIgnores(Ok):
     native_mode = "RNN_TANH"  # torch.nn.RNN without biases: self.bias would never train
 
@@ -203,8 +244,10 @@ CASES = {
     "KernelNoParams": "fused_kernel is 'elman_tanh' but fused_params() returned None",
     "KernelMismatch": "fused_params().kernel 'lstm' != fused_kernel 'elman_tanh'",
     "KernelTransposed": "fused_params().w_ih is (3, 5); expected (G, input_size)",
-    "KernelDetached": "fused_params().w_hh does not require grad",
+    "KernelDetached": "fused_params().w_hh is a trainable parameter detached from the graph",
     "KernelUnknown": "fused_kernel 'leaky' is not a kernel family; known: elman_relu, ",
+    "ScanDiffers": "the scan engine (its recurrence()) gives other outputs than step()",
+    "ScanPartial": "it has part of the scan protocol but not to_scan(), from_scan(), output_map()",
     "ParamsNoKernel": "fused_params() returns parameters but fused_kernel is None",
     "NativeIgnores": "native_mode 'RNN_TANH': the native engine would ignore ['bias']",
     "NativeUnknown": "native_mode 'RNN' needs one of LSTM, GRU, RNN_TANH, RNN_RELU and",
@@ -231,6 +274,7 @@ def user_dir(tmp_path, monkeypatch):
 def test_the_base_case_is_valid(user_dir):
     create_cell("brokencells:Ok", 3, 5)  # so every failure below is the one change's doing
     create_cell("brokencells:KernelConstantExtra", 3, 5)  # extra need not require grad
+    create_cell("brokencells:ScanOk", 3, 5)  # the scan protocol, consistent with step()
 
 
 def test_fused_families_are_read_from_the_headers():

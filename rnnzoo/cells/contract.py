@@ -17,9 +17,10 @@ Two levels (see ``rnnzoo.cells.base`` for the contract itself):
   ``input_projection`` maps (T, B, I) to (T, B, P); ``step`` returns
   ``(y_t (B, output_size), state)`` with a state shaped like ``zero_state``, with and
   without a recurrent-dropout mask; ``output_is_h`` tells the truth; a declared
-  ``native_mode`` uses every parameter and gives ``step``'s outputs; a declared
+  ``native_mode`` uses every parameter and gives ``step``'s outputs, so does the scan
+  protocol (``recurrence``, ...) when the cell has it; a declared
   ``fused_kernel`` comes with ``fused_params()`` in the family's layout (kernel name,
-  shapes, tensors built with autograd from the parameters).
+  shapes, no trainable parameter detached from the graph).
 """
 
 from __future__ import annotations
@@ -188,16 +189,15 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
         raise _fail(spec, f"fused_params().w_hh is {_shape(w_hh)}; expected (Gr, K) or None")
     if extra is not None and (not isinstance(extra, Tensor) or extra.dim() != 1):
         raise _fail(spec, f"fused_params().extra is {_shape(extra)}; expected (E,) or None")
-    # extra may hold constants (step sizes, leak rates), and bias constant zeros (a cell with
-    # no input bias, e.g. the LRU): only the GEMM operands must be built from the parameters
-    for name, t in (("w_ih", w_ih), ("bias", bias), ("w_hh", w_hh)):
-        if name == "bias" and not t.requires_grad and not t.any():
-            continue
-        if t is not None and not t.requires_grad:
+    # constants are fine (a zero bias, step sizes, a frozen reservoir); a trainable
+    # parameter taken out of the graph (.detach(), .data) would never learn on this engine
+    trainable = {p.untyped_storage().data_ptr() for p in cell.parameters() if p.requires_grad}
+    for name, t in (("w_ih", w_ih), ("bias", bias), ("w_hh", w_hh), ("extra", extra)):
+        if t is not None and not t.requires_grad and t.untyped_storage().data_ptr() in trainable:
             raise _fail(
                 spec,
-                f"fused_params().{name} does not require grad: build it from the cell's "
-                "parameters with autograd so the fused engine's gradients reach them",
+                f"fused_params().{name} is a trainable parameter detached from the graph: build "
+                "it with autograd so the fused engine's gradients reach it",
             )
 
 
@@ -225,6 +225,7 @@ def check_cell(cell: Any, spec: str) -> None:
         cell.train(was_training)
     _check_fused(cell, spec)
     _check_native(cell, spec)
+    _check_scan(cell, spec)
 
 
 def _check_native(cell: RecurrentCell, spec: str) -> None:
@@ -250,6 +251,27 @@ def _check_native(cell: RecurrentCell, spec: str) -> None:
         got = _call(spec, f"the native engine ({mode})", native.run, cell, x, cell.zero_state(2))
     if not torch.allclose(got[0], want, rtol=1e-4, atol=1e-5):
         raise _fail(spec, f"native_mode {mode!r}: torch's kernel gives other outputs than step()")
+
+
+def _check_scan(cell: RecurrentCell, spec: str) -> None:
+    """The scan protocol (``rnnzoo.cells.linear_recurrence``), if the cell has any of it:
+    all of it, and the scan engine gives ``step``'s outputs (with a mask too)."""
+    from rnnzoo.engines import loop, scan  # late: the engines import the cells package
+
+    have = [m for m in scan.PROTOCOL if callable(getattr(cell, m, None))]
+    if not have:
+        return
+    if len(have) < len(scan.PROTOCOL):
+        missing = ", ".join(f"{m}()" for m in scan.PROTOCOL if m not in have)
+        raise _fail(spec, f"it has part of the scan protocol but not {missing}")
+    x = _probe_input(cell)
+    mask = torch.ones(_PROBE_B, cell.hidden_size, dtype=x.dtype, device=x.device)
+    mask[0, 0] = 0.0  # a dropped unit, so the mask's place in the recurrence counts
+    with torch.no_grad():
+        want = loop.run(cell, x, cell.zero_state(_PROBE_B), mask)[0]
+        got = _call(spec, "the scan engine", scan.run, cell, x, cell.zero_state(_PROBE_B), mask)
+    if not torch.allclose(got[0], want, rtol=1e-4, atol=1e-5):
+        raise _fail(spec, "the scan engine (its recurrence()) gives other outputs than step()")
 
 
 def _probe_input(cell: RecurrentCell) -> Tensor:
