@@ -7,12 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 from cell_checks import F64, assert_same, conv_same, inputs, result
+from rnnzoo.job import Job
+from train_helpers import tiny_cfg
 
 from rnnzoo.cells.convlstm import ConvLSTMCell
 from rnnzoo.engines import fused, loop, run_layer, valid_engines
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
+from rnnzoo.training import train
 
 T, B, W = 6, 3, 28
 
@@ -113,3 +116,14 @@ def test_pixel_view_is_refused_in_one_line_naming_the_row_view():
         SequenceClassifier("convlstm", 1, 16 * W)
     msg = str(err.value)
     assert "\n" not in msg and "data.view=row" in msg and "input_size=1" in msg
+
+
+@pytest.mark.parametrize("cell", ["convlstm", "convrnn"])
+def test_training_refuses_the_pixel_view_and_trains_on_rows(cell, tiny_mnist_root, tmp_path):
+    pixel = tiny_cfg(tiny_mnist_root, f"model={cell}", "data.view=pixel", "data.name=smnist")
+    with pytest.raises(UserError) as err:
+        Job.build(pixel)
+    assert "\n" not in str(err.value) and "data.view=row" in str(err.value)
+    rows = tiny_cfg(tiny_mnist_root, f"model={cell}", "model.hidden_size=56", "trainer.epochs=1")
+    result = train(rows, run_dir=tmp_path)
+    assert result["status"] == "completed" and result["engine"] == "fused"

@@ -10,12 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cell_checks import F64, assert_same, inputs, result
+from rnnzoo.job import Job
+from train_helpers import read_metrics, tiny_cfg
 
 from rnnzoo.cells.esn import EchoStateCell
 from rnnzoo.engines import loop, run_layer, valid_engines
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
+from rnnzoo.training import train
 
 T, B, IN, H = 7, 4, 5, 6
 
@@ -127,3 +130,15 @@ def test_every_engine_equals_loop(masked):
             return run_layer(engine, c, x_, s, m)
 
         assert_same(result(run, cell, x, state, mask), ref, tol=1e-8)
+
+
+def test_training_job_optimizes_only_the_readout(tiny_mnist_root, tmp_path):
+    cfg = tiny_cfg(tiny_mnist_root, "model=esn", "model.hidden_size=8")
+    job = Job.build(cfg)
+    in_optimizer = {id(p) for group in job.optimizer.param_groups for p in group["params"]}
+    assert in_optimizer == {id(p) for p in job.model.readout.parameters()}
+    result = train(cfg, run_dir=tmp_path)
+    assert result["status"] == "completed" and result == read_metrics(tmp_path)
+    reservoir = 8 * 28 + 8 + 8 * 8  # W_in, b, W (row view: 28 inputs)
+    assert result["trainable_params"] == 8 * 10 + 10  # the readout
+    assert result["params"] == reservoir + result["trainable_params"]

@@ -6,15 +6,15 @@ import json
 
 import pytest
 import torch
+from cell_groups import generic_cells
 from omegaconf import OmegaConf
 from torch import nn
 
-import rnnzoo
 from rnnzoo.engines import run_layer
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 
-ALL_CELLS = rnnzoo.list_cells()
+ALL_CELLS = generic_cells()
 T, B, IN, H, C = 5, 3, 2, 6, 4
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cell_groups import generic_cells
 
-from rnnzoo import list_cells
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.training.tbptt import check, forward_pieces
@@ -28,7 +28,7 @@ def _grad_steps(loss: torch.Tensor, x: torch.Tensor) -> list[int]:
     return [t for t in range(T) if grad[t].abs().sum() > 0]
 
 
-@pytest.mark.parametrize("cell", list_cells())
+@pytest.mark.parametrize("cell", generic_cells())
 def test_final_mode_backprops_only_the_last_k_steps(cell: str) -> None:
     model, x = _model(cell), _x()
     (logits,) = forward_pieces(model, x, steps=4, mode="final", masks=None)
@@ -37,7 +37,7 @@ def test_final_mode_backprops_only_the_last_k_steps(cell: str) -> None:
     torch.testing.assert_close(logits, full)  # same forward values as full BPTT
 
 
-@pytest.mark.parametrize("cell", list_cells())
+@pytest.mark.parametrize("cell", generic_cells())
 def test_chunks_mode_backprops_each_chunk_only(cell: str) -> None:
     model, x = _model(cell), _x()
     pieces = list(forward_pieces(model, x, steps=4, mode="chunks", masks=None))

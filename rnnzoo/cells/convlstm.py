@@ -81,6 +81,7 @@ class ConvLSTMCell(RecurrentCell):
         )
         self.kernel_size = int(kernel_size)
         self.width = int(width)
+        self.state_shape = (self.channels, self.width)  # h and c are C maps of width W
         self.peephole = bool(peephole)
         self.forget_bias = float(forget_bias)
         C, k = self.channels, self.kernel_size
@@ -127,14 +128,16 @@ class ConvLSTMCell(RecurrentCell):
         h_rec = h if rec_mask is None else h * rec_mask
         gates = xp_t + conv_rows(h_rec, self.weight_hh, None, self.width)  # (B, 4C*W)
         if self.weight_ch is None:
-            h, c = lstm_gates(gates, c)
+            h, c = lstm_gates(gates, c, self.observe)
             return h, (h, c)
         p_i, p_f, p_o = self.weight_ch.reshape(3, -1).unbind(0)  # (C*W,) each
         gi, gf, gg, go = gates.chunk(4, dim=1)
         i = torch.addcmul(gi, c, p_i).sigmoid()
         f = torch.addcmul(gf, c, p_f).sigmoid()
         c = torch.addcmul(f * c, i, gg.tanh())
-        h = torch.addcmul(go, c, p_o).sigmoid() * c.tanh()
+        o = torch.addcmul(go, c, p_o).sigmoid()
+        self.observe(i=i, f=f, o=o)
+        h = o * c.tanh()
         return h, (h, c)
 
     def extra_repr(self) -> str:

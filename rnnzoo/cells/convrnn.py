@@ -130,6 +130,7 @@ class ConvRNNCell(RecurrentCell):
         )
         self.kernel_size = int(kernel_size)
         self.width = int(width)
+        self.state_shape = (self.channels, self.width)  # h is C maps of width W
         C, k = self.channels, self.kernel_size
         self.weight_ih = nn.Parameter(torch.empty(C, self.in_channels, k))
         self.weight_hh = nn.Parameter(torch.empty(C, C, k))

@@ -4,8 +4,10 @@ Every record has every key of ``KEYS`` (null when unknown, e.g. ``test_acc`` of 
 failed before testing), whatever the status, so readers need no special cases.
 Accuracies are fractions in [0, 1]; ``val_acc`` is the best validation accuracy and
 ``best_step`` the optimizer step it was reached at; ``test_*`` come from that checkpoint.
-``seconds`` is the wall time of the training loop (training and validation, summed over
-resumed sessions); ``epochs`` counts epochs trained, fractional when a run stopped mid-epoch.
+``params`` counts every parameter, ``trainable_params`` those the optimizer updates (they
+differ for cells with frozen weights, e.g. the ``esn`` reservoir). ``seconds`` is the wall
+time of the training loop (training and validation, summed over resumed sessions);
+``epochs`` counts epochs trained, fractional when a run stopped mid-epoch.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ KEYS = (
     "epochs",
     "steps",
     "params",
+    "trainable_params",
     "seconds",
     "seconds_per_epoch",
     "run_name",
@@ -85,7 +88,12 @@ def from_run(
     batches = job.num_batches if job is not None else 0
     epochs = p.epoch + (p.batch / batches if batches else 0.0)
     if job is not None:
-        values.update(cell=job.model.cell_name, params=job.num_params, engine=job.engine)
+        values.update(
+            cell=job.model.cell_name,
+            params=job.num_params,
+            trainable_params=job.num_trainable_params,
+            engine=job.engine,
+        )
     return record(
         cfg,
         status,

@@ -30,12 +30,14 @@ def _build(group: str, cfg: Any, arg: Any) -> Any:
 
 
 def build_optimizer(cfg: Any, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """``instantiate(cfg.optim)(params)``.
+    """``instantiate(cfg.optim)(trainable)``: only the parameters that require a gradient, so
+    frozen ones (e.g. the ``esn`` reservoir) are not in the optimizer (no weight decay or
+    momentum state for them).
 
     Raises:
         UserError: a bad target or value (e.g. a negative learning rate), in one line.
     """
-    return _build("optimizer", cfg, params)
+    return _build("optimizer", cfg, [p for p in params if p.requires_grad])
 
 
 def build_scheduler(cfg: Any, optimizer: torch.optim.Optimizer) -> Any | None:

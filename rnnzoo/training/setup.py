@@ -83,6 +83,12 @@ class Job:
 
     @property
     def num_params(self) -> int:
+        """Every parameter of the model, frozen ones included."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def num_trainable_params(self) -> int:
+        """The parameters the optimizer updates (requires_grad)."""
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     @property
@@ -99,7 +105,8 @@ class Job:
         m = self.model
         return (
             f"{self.cfg.get('run_name')}: {m.cell_name} h={m.hidden_size} x{m.num_layers} "
-            f"({self.num_params} params, engine {self.engine}) on {self.device}, "
+            f"({self.num_params} params, {self.num_trainable_params} trainable, engine "
+            f"{self.engine}) on {self.device}, "
             f"{self.num_batches} batches of {self.batch_size} per epoch"
         )
 
