@@ -66,8 +66,8 @@ class EchoStateCell(RecurrentCell):
         hidden_size: int,
         spectral_radius: float = 0.9,
         sparsity: float = 0.9,
-        input_scaling: float = 1.0,
-        leak_rate: float = 0.5,
+        input_scaling: float = 0.2,
+        leak_rate: float = 0.2,
     ) -> None:
         super().__init__(input_size, hidden_size)
         if not spectral_radius > 0.0:
