@@ -70,7 +70,7 @@ def test_shapes_dtype_finite(name, dtype):
 def test_every_parameter_gets_gradient(name):
     cell = make(name)  # default init: catches parameters an init leaves dead
     torch.manual_seed(1)
-    x = torch.randn(T, B, D, dtype=F64)
+    x = torch.randn(T, B, D, dtype=F64, requires_grad=True)  # a graph even if all is frozen
     ys, state = run(cell, x)
     loss = (ys * torch.randn_like(ys)).sum() + sum((s * torch.randn_like(s)).sum() for s in state)
     loss.backward()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 from cell_checks import F64, assert_same, conv_same, inputs, result
-from rnnzoo.job import Job
 from train_helpers import tiny_cfg
 
 from rnnzoo.cells.convlstm import ConvLSTMCell
@@ -16,6 +15,7 @@ from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
 from rnnzoo.training import train
+from rnnzoo.training.setup import Job
 
 T, B, W = 6, 3, 28
 

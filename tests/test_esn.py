@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cell_checks import F64, assert_same, inputs, result
-from rnnzoo.job import Job
 from train_helpers import read_metrics, tiny_cfg
 
 from rnnzoo.cells.esn import EchoStateCell
-from rnnzoo.engines import loop, run_layer, valid_engines
+from rnnzoo.engines import fused_build, loop, run_layer, valid_engines
 from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
 from rnnzoo.training import train
+from rnnzoo.training.setup import Job
 
 T, B, IN, H = 7, 4, 5, 6
 
@@ -122,6 +122,7 @@ def test_bad_kwargs_are_one_line_user_errors(kw):
 def test_every_engine_equals_loop(masked):
     cell = make()
     others = [e for e in valid_engines(cell, "cpu", 0.5 if masked else 0.0) if e != "loop"]
+    assert others == ["fused"]  # the "leaky" kernel family; no torch built-in
     for engine in others:
         x, state, mask = inputs(cell, T, B, masked=masked)
         ref = result(loop.run, cell, x, state, mask)
@@ -142,3 +143,28 @@ def test_training_job_optimizes_only_the_readout(tiny_mnist_root, tmp_path):
     reservoir = 8 * 28 + 8 + 8 * 8  # W_in, b, W (row view: 28 inputs)
     assert result["trainable_params"] == 8 * 10 + 10  # the readout
     assert result["params"] == reservoir + result["trainable_params"]
+
+
+def test_fused_engine_keeps_no_per_step_buffers_in_training(monkeypatch):
+    """The fused kernel's "train" flag (keep per-step buffers for backward) stays off for a
+    training forward of the esn: nothing recurrent needs a gradient."""
+    ops = fused_build.load_ops()
+    seen = []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(ops, name)
+
+        def forward(self, *args):
+            seen.append(args[-1])  # the "train" flag
+            return ops.forward(*args)
+
+    monkeypatch.setattr(fused_build, "load_ops", lambda: Spy())
+    torch.manual_seed(0)
+    model = SequenceClassifier("esn", IN, H, num_layers=2, engine="fused").train()
+    logits, _ = model(torch.randn(T, B, IN))
+    F.cross_entropy(logits, torch.randint(0, 10, (B,))).backward()
+    assert seen == [False, False] and model.readout.weight.grad is not None
+    seen.clear()  # an initial state that needs a gradient (e.g. learn_init) needs BPTT
+    model(torch.randn(T, B, IN), state=[(torch.zeros(B, H, requires_grad=True),)] * 2)
+    assert seen == [True, True]

@@ -58,7 +58,7 @@ class EchoStateCell(RecurrentCell):
         leak_rate: a in (0, 1]; 1 is a non-leaky reservoir.
     """
 
-    fused_kernel = None  # TODO(course): "leaky" once the C++ family lands
+    fused_kernel = "leaky"
 
     def __init__(
         self,

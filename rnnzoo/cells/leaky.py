@@ -63,7 +63,7 @@ class LeakyCell(RecurrentCell):
         learn_rate: train the rates (through their logits) or keep them fixed.
     """
 
-    fused_kernel = None  # TODO(course): "leaky" once the C++ family lands
+    fused_kernel = "leaky"
 
     def __init__(
         self,

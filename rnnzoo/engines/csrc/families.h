@@ -8,6 +8,7 @@
 #include "families/gru.h"
 #include "families/indrnn.h"
 #include "families/intersection.h"
+#include "families/leaky.h"
 #include "families/lstm.h"
 #include "families/peephole.h"
 #include "families/ugrnn.h"
