@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cell_groups import ROW_CELLS, generic_cells
 
 import rnnzoo
 from rnnzoo import registry
@@ -146,7 +147,7 @@ class KernelDetached(KernelMismatch):
 
 
 class KernelUnknown(KernelMismatch):
-    fused_kernel = "leaky"
+    fused_kernel = "no_such_family"
 
 
 class KernelConstantExtra(KernelMismatch):  # valid: extra may be a constant
@@ -245,7 +246,7 @@ CASES = {
     "KernelMismatch": "fused_params().kernel 'lstm' != fused_kernel 'elman_tanh'",
     "KernelTransposed": "fused_params().w_ih is (3, 5); expected (G, input_size)",
     "KernelDetached": "fused_params().w_hh is a trainable parameter detached from the graph",
-    "KernelUnknown": "fused_kernel 'leaky' is not a kernel family; known: elman_relu, ",
+    "KernelUnknown": "fused_kernel 'no_such_family' is not a kernel family; known: elman_relu, ",
     "ScanDiffers": "the scan engine (its recurrence()) gives other outputs than step()",
     "ScanPartial": "it has part of the scan protocol but not to_scan(), from_scan(), output_map()",
     "ParamsNoKernel": "fused_params() returns parameters but fused_kernel is None",
@@ -280,7 +281,8 @@ def test_the_base_case_is_valid(user_dir):
 def test_fused_families_are_read_from_the_headers():
     from rnnzoo.cells.contract import fused_families
 
-    zoo = {rnnzoo.create_cell(n, 1, 4).fused_kernel for n in list_cells()} - {None}
+    zoo = {rnnzoo.create_cell(n, 1, 4).fused_kernel for n in generic_cells()} - {None}
+    zoo |= {rnnzoo.create_cell(n, 28, 56).fused_kernel for n in ROW_CELLS}  # rows of 28
     assert zoo <= set(fused_families()) and "elman_tanh" in fused_families()
 
 
