@@ -137,3 +137,14 @@ def test_bad_sizes_are_one_line_user_errors(hidden_size, kw, needle):
 def test_channels_default_from_hidden_size_and_explicit_channels_agree():
     a, b = create_cell("convrnn", W, 4 * W), create_cell("convrnn", W, 4 * W, channels=4)
     assert a.channels == b.channels == 4 and a.weight_hh.shape == (4, 4, 5)
+
+
+def test_benchmark_times_the_row_cells_at_the_row_view_shape(capsys):
+    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+
+    cfg = BenchConfig(cells=["convrnn"], batch_size=2, repeats=1, warmup=0, builtin=False)
+    report = run_benchmark(cfg)
+    res = report["cells"]["convrnn"]
+    assert res["shape"] == {"seq_len": 28, "input_size": 28, "hidden_size": 448}
+    assert set(res["engines"]) == {"loop", "fused"} and "naive64" not in res
+    assert "row view's shape: seq_len=28 input_size=28 hidden_size=448" in format_table(report)

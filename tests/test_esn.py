@@ -168,3 +168,14 @@ def test_fused_engine_keeps_no_per_step_buffers_in_training(monkeypatch):
     seen.clear()  # an initial state that needs a gradient (e.g. learn_init) needs BPTT
     model(torch.randn(T, B, IN), state=[(torch.zeros(B, H, requires_grad=True),)] * 2)
     assert seen == [True, True]
+
+
+def test_benchmark_floor_of_a_frozen_reservoir_is_forward_only():
+    from rnnzoo.benchmark import _gemm_layers
+
+    torch.manual_seed(0)
+    esn = SequenceClassifier("esn", 1, 8, num_layers=2, engine="loop")
+    rnn = SequenceClassifier("rnn", 1, 8, num_layers=2, engine="loop")
+    assert [layer.backward for layer in _gemm_layers(esn)] == [False, False]
+    assert [layer.dx for layer in _gemm_layers(esn)] == [False, False]
+    assert [layer.backward for layer in _gemm_layers(rnn)] == [True, True]
