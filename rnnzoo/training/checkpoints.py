@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -150,6 +151,94 @@ def adopt_best(source: Path, ckpt_dir: Path) -> None:
 
 # ------------------------------------------------------------------------------- a job's state
 
+#: config keys a resumed run may change: how long and how often, where the data lives, the
+#: eval batch size, where it runs, how it is named and launched. Everything else changes the
+#: trajectory (data order, model, optimizer, numerics) and must match the checkpoint's.
+RESUME_MAY_DIFFER = frozenset(
+    {
+        *("trainer.epochs", "trainer.max_steps", "trainer.val_every_steps"),
+        *("trainer.ckpt_every_steps", "trainer.log_every_steps", "trainer.limit_eval_batches"),
+        *("trainer.progress", "trainer.resume", "trainer.init_from", "trainer.threads"),
+        *("data.root", "data.download", "data.eval_batch_size", "device", "run_name", "run_dir"),
+    }
+)
+
+
+def run_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config a checkpoint keeps (a plain dict; Hydra's own ``hydra`` node left
+    out)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.is_config(cfg):
+        return {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(job, resolve=True)
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _text(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``key: saved -> now`` for every key outside ``RESUME_MAY_DIFFER`` that differs."""
+    old, new = _flat(saved), _flat(now)
+    missing = "(absent)"
+    return [
+        f"{key}: {_text(old.get(key, missing))} -> {_text(new.get(key, missing))}"
+        for key in sorted(old.keys() | new.keys())
+        if key not in RESUME_MAY_DIFFER
+        and not key.startswith("hydra.")
+        and old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+@dataclass
+class Resume:
+    """A checkpoint found and accepted for resuming (its config matches the run's)."""
+
+    path: Path
+    state: dict[str, Any]
+
+
+def open_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> Resume | None:
+    """Find the checkpoint ``trainer.resume`` names and check it belongs to this run; writes
+    nothing, so call it before touching the run dir.
+
+    Args:
+        resume: ``trainer.resume`` (see :func:`resume_path`).
+        run_dir: this job's run directory.
+        config: :func:`run_config` of this job.
+
+    Returns:
+        The checkpoint to continue, or None to start fresh.
+
+    Raises:
+        UserError: the checkpoint's config differs in a key outside ``RESUME_MAY_DIFFER``:
+            one line naming every such key, ``key: checkpoint -> now``.
+    """
+    path = resume_path(resume, run_dir)
+    if path is None:
+        return None
+    state = load(path)
+    changes = config_changes(state.get("config") or {}, config)
+    if changes:
+        raise UserError(
+            f"cannot resume from {path}, the config differs from the run's: "
+            f"{', '.join(changes)} (checkpoint -> now); resume with the run's settings (only "
+            "how long / how often, data.root, data.download, data.eval_batch_size and device "
+            f"may change), or start a new run from its weights with trainer.init_from={path}"
+        )
+    return Resume(path, state)
+
 
 def payload(job: Job, progress: Progress) -> dict[str, Any]:
     """The checkpoint of a job: model, optimizer, scheduler, RNG, progress, config."""
@@ -170,7 +259,7 @@ def save_job(path: Path, job: Job, progress: Progress) -> None:
     save(path, payload(job, progress))
 
 
-def check_model_args(path: Path, ours: dict[str, Any], saved: dict[str, Any]) -> None:
+def check_model_args(what: str, ours: dict[str, Any], saved: dict[str, Any]) -> None:
     """Refuse a checkpoint whose model differs from the config's (the engine may differ).
 
     Raises:
@@ -181,19 +270,20 @@ def check_model_args(path: Path, ours: dict[str, Any], saved: dict[str, Any]) ->
         was = ", ".join(f"{k}={saved.get(k)!r}" for k in differ)
         now = ", ".join(f"{k}={ours.get(k)!r}" for k in differ)
         raise UserError(
-            f"cannot resume from {path}: it holds a model with {was}, the config asks for "
-            f"{now}; resume with the same model settings"
+            f"{what}: it holds a model with {was}, the config asks for {now}; the model "
+            "settings must match"
         )
 
 
-def restore(job: Job, path: Path) -> Progress:
-    """Load a checkpoint written by :func:`payload` into ``job``; returns its progress.
+def restore(job: Job, resume: Resume, run_dir: Path) -> Progress:
+    """Continue a checkpoint accepted by :func:`open_resume`: model, optimizer, scheduler and
+    RNG states into ``job``, its ``best.pt`` into this run; returns its progress.
 
     Raises:
         UserError: the checkpoint holds another model (or optimizer) than the config.
     """
-    state = load(path)
-    check_model_args(path, job.model.model_args(), state["model_args"])
+    path, state = resume.path, resume.state
+    check_model_args(f"cannot resume from {path}", job.model.model_args(), state["model_args"])
     try:
         job.model.load_state_dict(state["model"])
         job.optimizer.load_state_dict(state["optimizer"])
@@ -202,22 +292,50 @@ def restore(job: Job, path: Path) -> Progress:
     except (KeyError, ValueError, RuntimeError) as err:
         raise UserError(f"cannot resume from {path}: {one_line(err, 300)}") from None
     set_rng_state(state["rng"])  # last: building the model drew from the RNG
-    return Progress.from_dict(state["progress"])
-
-
-def resume(job: Job, run_dir: Path) -> Progress | None:
-    """Continue the checkpoint ``trainer.resume`` names, if any: restore it into ``job`` and
-    adopt its ``best.pt``. Returns its progress, or None to start fresh."""
-    source = resume_path(job.settings.resume, run_dir)
-    if source is None:
-        return None
-    progress = restore(job, source)
-    adopt_best(source, run_dir / "checkpoints")
+    adopt_best(path, run_dir / "checkpoints")
+    progress = Progress.from_dict(state["progress"])
     log.info(
         "resumed from %s at epoch %d, batch %d, step %d",
-        *(source, progress.epoch + 1, progress.batch, progress.step),
+        *(path, progress.epoch + 1, progress.batch, progress.step),
     )
     return progress
+
+
+def init_path(init_from: str) -> Path:
+    """The checkpoint ``trainer.init_from`` names: a ``.pt`` file, or a run directory's
+    ``checkpoints/best.pt`` (the model its reported numbers come from).
+
+    Raises:
+        UserError: nothing there.
+    """
+    path = Path(init_from).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise UserError(
+            f"trainer.init_from={init_from}: {path} does not exist; valid: a .pt file or a run "
+            "directory holding checkpoints/best.pt"
+        )
+    return path
+
+
+def init_weights(job: Job, init_from: str) -> Path:
+    """Start a new run from the model weights of another run's checkpoint (weights only: the
+    optimizer, scheduler, counters and run dir stay fresh). Returns the checkpoint's path.
+
+    Raises:
+        UserError: no such checkpoint, or it holds another model than the config asks for.
+    """
+    path = init_path(init_from)
+    state = load(path)
+    what = f"trainer.init_from={init_from}: cannot start from {path}"
+    check_model_args(what, job.model.model_args(), state["model_args"])
+    try:
+        job.model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{what}: {one_line(err, 300)}") from None
+    log.info("model weights from %s (new run: fresh optimizer and counters)", path)
+    return path
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -51,6 +51,9 @@ class TrainerConfig:
     val_every_steps: int | None = None
     ckpt_every_steps: int | None = None
     resume: str | None = None
+    init_from: str | None = None  # a checkpoint or run dir whose model weights start the run
+    threads: int | None = None  # torch's intra-op threads; None: torch's default (all cores)
+    flush_denormal: bool = True  # FTZ/DAZ in every thread, for every engine (CPU)
     nan_policy: str = "stop"
     progress: bool = True
     log_every_steps: int = 50
@@ -72,6 +75,10 @@ class TrainerConfig:
         if not isinstance(progress, bool):
             raise UserError(f"trainer.progress must be true or false, got {progress!r}")
         resume = cfg.get("resume")
+        init_from = cfg.get("init_from")
+        flush = cfg.get("flush_denormal", cls.flush_denormal)
+        if not isinstance(flush, bool):
+            raise UserError(f"trainer.flush_denormal must be true or false, got {flush!r}")
         return cls(
             epochs=_int(cfg, "epochs", cls.epochs, 1, optional=False),
             max_steps=_int(cfg, "max_steps", None, 1, optional=True),
@@ -85,6 +92,9 @@ class TrainerConfig:
             val_every_steps=_int(cfg, "val_every_steps", None, 1, optional=True),
             ckpt_every_steps=_int(cfg, "ckpt_every_steps", None, 1, optional=True),
             resume=None if resume in (None, "") else str(resume),
+            init_from=None if init_from in (None, "") else str(init_from),
+            threads=_int(cfg, "threads", None, 1, optional=True),
+            flush_denormal=flush,
             nan_policy=_choice(cfg.get("nan_policy", "stop"), "nan_policy", NAN_POLICIES),
             progress=progress,
             log_every_steps=_int(cfg, "log_every_steps", cls.log_every_steps, 1, optional=False),

@@ -64,8 +64,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str
         Exception: anything else, likewise recorded first.
     """
     run_dir = resolve_run_dir(cfg, run_dir)
+    resume = (cfg.get("trainer") or {}).get("resume")
+    # a checkpoint of another run is refused before anything is written into the run dir
+    accepted = checkpoints.open_resume(resume, run_dir, checkpoints.run_config(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, accepted)
     try:
         trainer.setup()
         return trainer.fit()
@@ -78,8 +81,11 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str
 class Trainer:
     """The loop over one job: train, validate, checkpoint, test, record."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, resume: checkpoints.Resume | None = None
+    ) -> None:
         self.cfg = cfg
+        self.resume = resume  # a checkpoint accepted by checkpoints.open_resume
         self.run_dir = run_dir
         self.last_path = run_dir / "checkpoints" / "last.pt"
         self.best_path = run_dir / "checkpoints" / "best.pt"
@@ -89,10 +95,17 @@ class Trainer:
         self._clock = self._epoch_clock = time.perf_counter()
 
     def setup(self) -> None:
-        """Build the job; restore the checkpoint ``trainer.resume`` names."""
+        """Build the job; continue the accepted checkpoint, or start from ``init_from``'s
+        weights."""
         self.job = job = Job.build(self.cfg)
         job.data.save_permutation(self.run_dir)
-        self.progress = checkpoints.resume(job, self.run_dir) or self.progress
+        init_from = job.settings.init_from
+        if self.resume is not None:
+            self.progress = checkpoints.restore(job, self.resume, self.run_dir)
+            if init_from:
+                log.info("trainer.init_from=%s ignored: the run resumes", init_from)
+        elif init_from:
+            checkpoints.init_weights(job, init_from)
         log.info("%s; run dir %s", job.describe(), self.run_dir)
 
     # the loop ---------------------------------------------------------------------------------
@@ -149,7 +162,9 @@ class Trainer:
                     raise KeyboardInterrupt
                 if self._max_steps_reached():
                     break
-            if p.batch == n:
+            # the batches ran out (also when a checkpoint's position lies past them), or
+            # max_steps stopped the loop exactly at the epoch's end
+            if p.batch >= n or not self._max_steps_reached():
                 self._end_epoch()
         if p.batch:  # stopped mid-epoch by max_steps: a final validation, a resumable last.pt
             self._validate()

@@ -66,6 +66,14 @@ def select_device(name: str, precision: str = "32") -> torch.device:
     return device
 
 
+def set_threads(threads: int | None) -> int:
+    """``torch.set_num_threads(threads)`` (None: leave torch's default, all cores unless
+    OMP_NUM_THREADS says otherwise); returns the number of threads torch uses."""
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int) -> int:
     """Seed python's and torch's generators (CPU and every CUDA device).
 

@@ -14,15 +14,16 @@ from functools import partial
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rnnzoo.data import SequenceData, Split, build_data
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.training import tbptt
+from rnnzoo.training.checkpoints import run_config
 from rnnzoo.training.config import TrainerConfig
 from rnnzoo.training.evaluate import evaluate
 from rnnzoo.training.optim import build_optimizer, build_scheduler
-from rnnzoo.training.runtime import seed_everything, select_device
+from rnnzoo.training.runtime import seed_everything, select_device, set_threads
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Job:
         """
         settings = TrainerConfig.from_cfg(cfg.get("trainer"))
         device = select_device(cfg.get("device", "auto"), settings.precision)
+        set_threads(settings.threads)
         bf16 = settings.precision == "bf16"
         seed = seed_everything(cfg.get("seed", 0))  # before the model draws its init
         data = build_data(cfg.data, device)
@@ -78,7 +80,7 @@ class Job:
             tbptt_steps=tbptt.check(settings.tbptt_steps, settings.tbptt_mode, model.bidirectional),
             optimizer=optimizer,
             scheduler=build_scheduler(cfg.get("scheduler"), optimizer),
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=run_config(cfg),
         )
 
     @property
