@@ -164,17 +164,6 @@ RESUME_MAY_DIFFER = frozenset(
 )
 
 
-def run_config(cfg: Any) -> dict[str, Any]:
-    """The resolved config a checkpoint keeps (a plain dict; Hydra's own ``hydra`` node left
-    out)."""
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.is_config(cfg):
-        return {k: v for k, v in dict(cfg).items() if k != "hydra"}
-    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    return OmegaConf.to_container(job, resolve=True)
-
-
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(node, dict) or not node:
         return {prefix: node}

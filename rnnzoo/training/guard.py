@@ -17,7 +17,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rnnzoo.errors import UserError, print_error
-from rnnzoo.training.checkpoints import open_resume, run_config
+from rnnzoo.training.checkpoints import open_resume
+from rnnzoo.training.runtime import run_config
 
 
 class ResumeGuard(Callback):

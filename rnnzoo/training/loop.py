@@ -37,7 +37,7 @@ from rnnzoo.training import checkpoints, metrics, tbptt
 from rnnzoo.training.monitor import Monitor
 from rnnzoo.training.optim import clip_gradients
 from rnnzoo.training.progress import Progress, crossed
-from rnnzoo.training.runtime import StopRequest, resolve_run_dir
+from rnnzoo.training.runtime import StopRequest, resolve_run_dir, run_config
 from rnnzoo.training.setup import Job
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str
     run_dir = resolve_run_dir(cfg, run_dir)
     resume = (cfg.get("trainer") or {}).get("resume")
     # a checkpoint of another run is refused before anything is written into the run dir
-    accepted = checkpoints.open_resume(resume, run_dir, checkpoints.run_config(cfg))
+    accepted = checkpoints.open_resume(resume, run_dir, run_config(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, accepted)
     try:

@@ -1,4 +1,4 @@
-"""Process-level settings of a job: run directory, device, seeds, and a graceful Ctrl-C."""
+"""Process-level settings of a job: run dir and resolved config, device, threads, seeds, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,14 +9,24 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnzoo.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def run_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config a checkpoint keeps (a plain dict; Hydra's own ``hydra`` node left
+    out)."""
+    if not OmegaConf.is_config(cfg):
+        return {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return OmegaConf.to_container(job, resolve=True)
 
 
 def resolve_run_dir(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> Path:

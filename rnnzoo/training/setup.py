@@ -19,11 +19,10 @@ from omegaconf import DictConfig
 from rnnzoo.data import SequenceData, Split, build_data
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.training import tbptt
-from rnnzoo.training.checkpoints import run_config
 from rnnzoo.training.config import TrainerConfig
 from rnnzoo.training.evaluate import evaluate
 from rnnzoo.training.optim import build_optimizer, build_scheduler
-from rnnzoo.training.runtime import seed_everything, select_device, set_threads
+from rnnzoo.training.runtime import run_config, seed_everything, select_device, set_threads
 
 
 @dataclass
