@@ -126,6 +126,18 @@ def test_doc_example_trains_through_train(user_dir, tiny_mnist_root, tmp_path):
     assert metrics["steps"] == 16 and metrics["test_acc"] is not None
 
 
+def test_a_user_cell_resumes_exactly(user_dir, tiny_mnist_root, tmp_path):
+    from train_helpers import compared, tiny_cfg
+
+    from rnnzoo.training import train
+
+    cell = ("model=custom", "model.cell=mycells:LeakyRNN", "+model.cell_kwargs.alpha=0.7")
+    whole = train(tiny_cfg(tiny_mnist_root, *cell), run_dir=tmp_path / "whole")
+    train(tiny_cfg(tiny_mnist_root, *cell, "trainer.epochs=1"), run_dir=tmp_path / "first")
+    resumed = tiny_cfg(tiny_mnist_root, *cell, f"trainer.resume={tmp_path / 'first'}")
+    assert compared(train(resumed, run_dir=tmp_path / "second")) == compared(whole)
+
+
 def test_custom_model_config_without_a_cell_is_a_one_line_error(tiny_mnist_root, tmp_path):
     from omegaconf import OmegaConf
     from train_helpers import tiny_cfg
