@@ -28,10 +28,51 @@ hold the d states a dilated layer would need: truncated BPTT is refused for dila
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from rnnzoo.cells.base import State
+from rnnzoo.errors import UserError
+
+Run = Callable[[Tensor, State, Tensor | None], tuple[Tensor, State]]
+
+
+def check_dilations(dilations: Sequence[Any] | None, num_layers: int) -> list[int]:
+    """``model.dilations`` validated: one integer >= 1 per layer (None: all 1).
+
+    Raises:
+        UserError: not a list of num_layers integers >= 1 (one line).
+    """
+    if dilations is None:
+        return [1] * num_layers
+    values = list(dilations) if isinstance(dilations, (list, tuple)) else [dilations]
+    ok = len(values) == num_layers and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in values
+    )
+    if not ok:
+        raise UserError(
+            f"model.dilations must list one integer >= 1 per layer (num_layers={num_layers}), "
+            f"e.g. [{', '.join(str(2**i) for i in range(num_layers))}], got {dilations!r}"
+        )
+    return [int(d) for d in values]
+
+
+def run_dilated(run: Run, x: Tensor, state: State, mask: Tensor | None, dilation: int):
+    """``run(x, state, mask) -> (ys, final)`` as a layer with ``dilation``: time-to-batch
+    before, batch-to-time after (``run`` itself is any engine's plain recurrence).
+
+    Returns:
+        ys (T, B, O) and the state at the last step T-1.
+    """
+    if dilation == 1:
+        return run(x, state, mask)
+    steps = x.shape[0]
+    batched = tuple(repeat_rows(s, dilation) for s in state)
+    ys, final = run(to_batch(x, dilation), batched, repeat_rows(mask, dilation))
+    return from_batch(ys, steps, dilation), final_state(final, steps, dilation)
 
 
 def padded_steps(steps: int, dilation: int) -> int:

@@ -24,6 +24,11 @@ of shape (B, H), scaled by 1/keep, multiplied by the cell into h where h enters 
 recurrent product at every step (Gal & Ghahramani, 2016). ``sample_masks`` draws them, in
 training mode only; truncated BPTT passes the same masks to every chunk.
 
+Dilations (``dilations``, one per layer, default all 1): layer l's recurrence reaches d_l
+steps back, s_t = cell(x_t, s_{t-d}) (Dilated RNN, Chang et al. 2017). Each direction of the
+layer runs time-to-batch (``rnnzoo.dilation``), so every engine runs it unchanged; dropout
+and recurrent dropout are as above (one mask per sequence, shared by its d phases).
+
 Engines (``rnnzoo.engines``) are resolved lazily per device on the first forward (the model
 can be moved after construction) and cached; ``engine_name`` reports the choice.
 """
@@ -31,12 +36,14 @@ can be moved after construction) and cached; ``engine_name`` reports the choice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from rnnzoo.cells.base import RecurrentCell, State
+from rnnzoo.dilation import check_dilations, run_dilated
 from rnnzoo.engines import check_engine_name, resolve_engine, run_layer
 from rnnzoo.errors import UserError
 from rnnzoo.registry import create_cell, resolve_name
@@ -52,6 +59,7 @@ CONFIG_KEYS = (
     "learn_init",
     "engine",
     "cell_kwargs",
+    "dilations",
 )
 
 
@@ -75,6 +83,8 @@ class SequenceClassifier(nn.Module):
         learn_init: learn the initial state instead of starting at zero.
         engine: "auto" or an engine name from ``rnnzoo.engines`` (loop, native, fused).
         cell_kwargs: extra keyword arguments for every cell (e.g. ``forget_bias``).
+        dilations: one per layer: layer l's recurrence reaches d_l steps back (Dilated RNN,
+            ``rnnzoo.dilation``); None = all 1.
 
     Raises:
         UserError: a bad cell name, engine name, cell_kwargs or size/rate.
@@ -93,6 +103,7 @@ class SequenceClassifier(nn.Module):
         learn_init: bool = False,
         engine: str = "auto",
         cell_kwargs: Mapping[str, Any] | None = None,
+        dilations: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -122,6 +133,7 @@ class SequenceClassifier(nn.Module):
         self.learn_init = bool(learn_init)
         self.engine = str(engine).lower()
         self.cell_kwargs = dict(cell_kwargs or {})
+        self.dilations = check_dilations(dilations, self.num_layers)
         self.num_directions = 2 if self.bidirectional else 1
 
         self.cells = nn.ModuleList()
@@ -205,6 +217,8 @@ class SequenceClassifier(nn.Module):
             "learn_init": self.learn_init,
             "engine": self.engine,
             "cell_kwargs": dict(self.cell_kwargs),
+            # None when undilated: checkpoints from before dilations compare equal
+            "dilations": list(self.dilations) if max(self.dilations) > 1 else None,
         }
 
     # states, masks, engines --------------------------------------------------------------------
@@ -303,7 +317,10 @@ class SequenceClassifier(nn.Module):
                 seq = self.input_maps[k](inp)  # (T, B, I) or (T, B, H)
                 if d == 1:
                     seq = seq.flip(0)
-                ys, last = run_layer(engines[k], self.cells[k], seq, tuple(state[k]), masks[k])
+                ys, last = run_dilated(
+                    partial(run_layer, engines[k], self.cells[k]),
+                    seq, tuple(state[k]), masks[k], self.dilations[layer],
+                )  # fmt: skip
                 final.append(last)
                 outs.append(ys if d == 0 else ys.flip(0))  # (T, B, H) aligned by position
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)

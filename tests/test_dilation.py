@@ -7,10 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 from cell_checks import F64, assert_same, inputs, result
+from train_helpers import tiny_cfg
 
 from rnnzoo import dilation
 from rnnzoo.engines import run_layer, valid_engines
+from rnnzoo.errors import UserError
+from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
+from rnnzoo.training import train
+from rnnzoo.training.setup import Job
 
 T, B = 7, 3  # 7 steps: padded for every d in (2, 3, 4, 5)
 CELLS = {  # name: (input size, hidden size)
@@ -97,3 +102,75 @@ def test_dilation_changes_the_result():
         )
     torch.testing.assert_close(one[0][0], two[0][0])  # step 0 reads s_0 either way
     assert not torch.allclose(one[0][1], two[0][1])
+
+
+# --- the model: model.dilations ----------------------------------------------------------
+
+
+def reference_model(model, x, dils, masks):
+    """The stack written out: per layer and direction the reference loop (s_{t-d}), the
+    reverse direction over the flipped sequence, dropout between layers (model.dropout, so
+    the same random draws), readout on [forward last step, backward position 0]."""
+    D, inp, lasts = model.num_directions, x, []
+    for layer, dil in enumerate(dils):
+        outs, lasts = [], []
+        for d in range(D):
+            k = layer * D + d
+            cell = model.cells[k]
+            seq = model.input_maps[k](inp)
+            seq = seq.flip(0) if d else seq
+            ys, final = reference(dil)(cell, seq, cell.zero_state(x.shape[1]), masks[k])
+            outs.append(ys.flip(0) if d else ys)
+            lasts.append(final[0])
+        inp = torch.cat(outs, dim=-1)
+        if layer < len(dils) - 1:
+            inp = model.dropout(inp)
+    return model.readout(torch.cat(lasts, dim=-1))
+
+
+@pytest.mark.parametrize("engine", ["loop", "fused"])
+@pytest.mark.parametrize("name", ["gru", "lstm", "leaky"])
+def test_dilated_bidirectional_model_with_dropout_equals_reference(name, engine):
+    dils = [1, 2, 3]
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        name, 2, 6, num_layers=3, bidirectional=True, dropout=0.3, recurrent_dropout=0.2,
+        engine=engine, dilations=dils,
+    ).to(F64).train()  # fmt: skip
+    x = torch.randn(T, B, 2, dtype=F64)
+    masks = model.sample_masks(B)
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = []
+    for forward in (
+        lambda: model(x, masks=masks)[0],
+        lambda: reference_model(model, x, dils, masks),
+    ):
+        torch.manual_seed(7)  # the same dropout draws in both
+        logits = forward()
+        out.append((logits, torch.autograd.grad(logits.square().sum(), params)))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-8, atol=1e-8)
+    for a, b in zip(out[0][1], out[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("bad", [[1, 2], [1, 0, 2], [1, 2.5, 4], "2"])
+def test_bad_dilations_are_one_line_user_errors(bad):
+    with pytest.raises(UserError) as err:
+        SequenceClassifier("gru", 1, 4, num_layers=3, dilations=bad)
+    msg = str(err.value)
+    assert "\n" not in msg and "model.dilations" in msg and "num_layers=3" in msg
+
+
+def test_config_key_trains_and_is_kept_in_checkpoints(tiny_mnist_root, tmp_path):
+    cfg = tiny_cfg(tiny_mnist_root, "model=gru", "model.num_layers=3", "model.dilations=[1,2,4]")
+    result = train(cfg, run_dir=tmp_path)
+    assert result["status"] == "completed"
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert saved["model_args"]["dilations"] == [1, 2, 4]
+    plain = SequenceClassifier("gru", 1, 4, num_layers=2)
+    assert plain.model_args()["dilations"] is None  # older checkpoints compare equal
+    truncated = tiny_cfg(
+        tiny_mnist_root, "model.num_layers=2", "model.dilations=[1,2]", "trainer.tbptt.steps=5"
+    )
+    with pytest.raises(UserError, match="dilated"):
+        Job.build(truncated)

@@ -76,7 +76,12 @@ class Job:
             num_batches=data.train.num_batches(batch_size, settings.limit_train_batches),
             model=model,
             engine=model.engine_name,
-            tbptt_steps=tbptt.check(settings.tbptt_steps, settings.tbptt_mode, model.bidirectional),
+            tbptt_steps=tbptt.check(
+                settings.tbptt_steps,
+                settings.tbptt_mode,
+                model.bidirectional,
+                dilated=max(model.dilations) > 1,
+            ),
             optimizer=optimizer,
             scheduler=build_scheduler(cfg.get("scheduler"), optimizer),
             config=run_config(cfg),

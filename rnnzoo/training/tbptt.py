@@ -34,11 +34,12 @@ from rnnzoo.errors import UserError
 MODES = ("final", "chunks")
 
 
-def check(steps: int | None, mode: str, bidirectional: bool) -> int:
+def check(steps: int | None, mode: str, bidirectional: bool, dilated: bool = False) -> int:
     """Validate ``trainer.tbptt``; return k (0 = full BPTT).
 
     Raises:
-        UserError: negative steps, unknown mode, or truncation of a bidirectional model.
+        UserError: negative steps, unknown mode, or truncation of a bidirectional or dilated
+            model.
     """
     k = 0 if steps is None else steps
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
@@ -49,6 +50,12 @@ def check(steps: int | None, mode: str, bidirectional: bool) -> int:
         raise UserError(
             "truncated BPTT cannot train a bidirectional model (the reverse direction needs the "
             "whole sequence); set trainer.tbptt.steps=0 or model.bidirectional=false"
+        )
+    if k and dilated:
+        raise UserError(
+            "truncated BPTT cannot train a dilated model (a layer with dilation d carries d "
+            "states across a chunk boundary, the model only 1); set trainer.tbptt.steps=0 "
+            "or model.dilations=null"
         )
     return k
 
