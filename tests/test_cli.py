@@ -107,7 +107,7 @@ def test_hydra_flags_and_overrides_pass_through_untouched() -> None:
         (["--drop=1"], "--drop expects a number in [0, 1), got '1'"),
         (["--rec_drop=-0.5"], "--rec_drop expects a number in [0, 1)"),
         (["--seed=-3"], "--seed expects an integer >= 0"),
-        (["--model-type=lsmt"], "unknown cell 'lsmt' (did you mean 'lstm'?); valid: gru,"),
+        (["--model-type=lsmt"], "unknown cell 'lsmt' (did you mean 'lstm'?); valid: convlstm,"),
         (["--task=mnist"], "unknown task 'mnist' (did you mean 'smnist'?); valid: seqmnist,"),
         (["--hiden=5"], "unknown flag --hiden; classic flags: --model-type, --hx"),
         (["--epoch=5"], "unknown flag --epoch (did you mean '--epochs'?)"),

@@ -309,6 +309,7 @@ def test_from_config_and_model_args_rebuild_an_identical_model():
         "learn_init": True,
         "engine": "loop",
         "cell_kwargs": {"gate_bias": 0.5},
+        "dilations": None,  # undilated (all 1)
     }
     args = json.loads(json.dumps(args))  # checkpoints may store it as JSON
     rebuilt = SequenceClassifier(**args)
