@@ -71,6 +71,9 @@ def test_there_are_experiments_for_the_published_setups():
         EXPERIMENTS
     )
     assert {"indrnn_smnist", "indrnn_psmnist", "gru_smnist", "gru_psmnist"} <= set(EXPERIMENTS)
+    modern = {"cornn_smnist", "cornn_psmnist", "lipschitz_smnist", "lipschitz_psmnist"}
+    modern |= {"exprnn_smnist", "exprnn_psmnist", "lmu_psmnist", "zoo_modern"}
+    assert modern <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -101,6 +104,18 @@ def test_experiment_is_a_headed_delta(name):
         ("indrnn_smnist", {"model.cell": "indrnn", "model.hidden_size": 128,
                            "model.num_layers": 6, "optim.lr": 2e-4, "data.batch_size": 32}),
         ("gru_smnist", {"model.cell": "gru", "model.hidden_size": 100, "optim.alpha": 0.9}),
+        ("cornn_smnist", {"model.cell": "cornn", "model.hidden_size": 256, "optim.lr": 0.0021,
+                          "model.cell_kwargs.dt": 0.042, "model.cell_kwargs.gamma": 2.7,
+                          "model.cell_kwargs.epsilon": 4.7, "data.batch_size": 120,
+                          "trainer.clip.norm": None, "scheduler.step_size": 100}),
+        ("lipschitz_smnist", {"model.cell": "lipschitz", "model.hidden_size": 128,
+                              "optim.lr": 0.1, "optim.momentum": 0.9,
+                              "model.cell_kwargs.beta": 0.65, "model.cell_kwargs.eps": 0.01,
+                              "model.cell_kwargs.init_std": 32.0, "trainer.clip.norm": 10.0,
+                              "scheduler.milestones": [31, 61, 81], "scheduler.gamma": 0.2}),
+        ("exprnn_smnist", {"model.cell": "exprnn", "model.hidden_size": 512, "optim.lr": 3e-4,
+                           "optim._target_": "torch.optim.RMSprop",
+                           "model.cell_kwargs.skew_scale": 0.1, "data.batch_size": 128}),
     ],
 )  # fmt: skip
 def test_published_setups(name, expected):
@@ -109,13 +124,55 @@ def test_published_setups(name, expected):
     assert cfg["data.name"] == "smnist" and cfg["data.permute"] is False
 
 
-@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n.endswith("_psmnist")])
+#: permuted setups that copy the unpermuted one (the modern papers tune per task: cornn's dt,
+#: gamma, epsilon, lipschitz's beta, exprnn's lr; lmu has only the permuted one)
+COPIED_PERMUTED = ["gru_psmnist", "indrnn_psmnist", "irnn_psmnist", "lstm_psmnist"]
+
+
+@pytest.mark.parametrize("name", COPIED_PERMUTED)
 def test_permuted_variant_differs_only_in_the_data(name):
     permuted = flat(compose_cfg([f"experiment={name}"]))
     plain = flat(compose_cfg([f"experiment={name.replace('_psmnist', '_smnist')}"]))
     differ = {k for k in permuted.keys() | plain.keys() if permuted.get(k) != plain.get(k)}
     assert differ and all(k.startswith("data.") or k == "run_name" for k in differ), differ
     assert permuted["data.permute"] is True and permuted["data.name"] == "psmnist"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cornn_psmnist", {"model.cell_kwargs.dt": 0.076, "model.cell_kwargs.gamma": 0.4,
+                           "model.cell_kwargs.epsilon": 8.0, "optim.lr": 0.0054}),
+        ("lipschitz_psmnist", {"model.cell_kwargs.beta": 0.8, "optim.lr": 0.1}),
+        ("exprnn_psmnist", {"optim.lr": 5e-4, "model.cell_kwargs.skew_scale": 0.1}),
+        ("lmu_psmnist", {"model.cell": "lmu", "model.hidden_size": 212, "optim.lr": 1e-3,
+                         "model.cell_kwargs.order": 256, "model.cell_kwargs.theta": 784.0,
+                         "data.batch_size": 100, "data.val_size": 10000, "trainer.epochs": 10}),
+    ],
+)  # fmt: skip
+def test_published_permuted_setups_of_the_modern_cells(name, expected):
+    cfg = flat(compose_cfg([f"experiment={name}"]))
+    assert {k: cfg[k] for k in expected} == expected
+    assert cfg["data.name"] == "psmnist" and cfg["data.permute"] is True
+
+
+def test_zoo_modern_header_command_runs_the_modern_cells_on_one_budget():
+    from rnnzoo import list_cells
+
+    head = header(CONF / "experiment" / "zoo_modern.yaml")
+    line = next(x for x in head.splitlines() if "python train.py -m" in x)
+    sweeps = dict(a.split("=", 1) for a in shlex.split(line.lstrip("# "))[3:])
+    models = sweeps["model"].split(",")
+    assert {"cornn", "lipschitz", "exprnn", "lmu", "lru", "mingru", "minlstm"} == set(models)
+    assert sweeps["data"].split(",") == ["smnist", "psmnist"]
+    budgets = set()
+    for model in [m for m in models if m in list_cells()]:  # the scan cells when registered
+        for data in ("smnist", "psmnist"):
+            cfg = compose_cfg(["experiment=zoo_modern", f"model={model}", f"data={data}"])
+            assert (cfg.model.cell, cfg.data.name) == (model, data)
+            budgets.add((cfg.model.hidden_size, cfg.optim.lr, cfg.data.batch_size,
+                         cfg.trainer.epochs))  # fmt: skip
+    assert budgets == {(128, 1e-3, 128, 30)}
 
 
 def test_zoo_readme_header_command_covers_every_cell_and_both_tasks():
