@@ -190,7 +190,15 @@ def _gemm_layers(model: SequenceClassifier) -> list[_GemmLayer]:
     for k, cell in enumerate(model.cells):
         trains = trains or any(p.requires_grad for p in cell.parameters())
         trains = trains or any(p.requires_grad for p in model.input_maps[k].parameters())
-        w_hh, w_ih = getattr(cell, "weight_hh", None), getattr(cell, "weight_ih", None)
+        # the GEMMs of the cell's kernel family (e.g. LipschitzRNN's stacked [A; W], the LMU's
+        # one matrix on [h | m]); cells without a family: their own weight_hh / weight_ih
+        params = cell.fused_params()
+        if params is not None:
+            w_hh, w_ih = params.w_hh, params.w_ih
+            if w_hh is None and getattr(cell, "weight_ih", None) is None:
+                w_ih = None  # element-wise, no plain input weight (LRU)
+        else:
+            w_hh, w_ih = getattr(cell, "weight_hh", None), getattr(cell, "weight_ih", None)
         rec = tuple(w_hh.shape) if w_hh is not None and w_hh.dim() == 2 else None
         if w_ih is None:  # no plain input weight (LRU): no floor defined here
             continue

@@ -13,7 +13,10 @@ on its type.
 - ``native_mode`` names the torch built-in the cell is exactly (for the native engine).
 - ``fused_kernel`` names the C++ kernel family (and variant, e.g. "elman_tanh") that
   implements its step, or None; ``fused_params()`` maps the cell's parameters onto that
-  family (``FusedParams``), so the fused engine holds no per-cell tables.
+  family (``FusedParams``), so the fused engine holds no per-cell tables; a cell whose
+  state packs several (coRNN's [y | z], N wide) maps the (B, H) dropout mask onto it in
+  ``fused_mask``; an optional ``output_map(x, hs)`` turns the kernel's state sequence into
+  the outputs (the LMU keeps h of [h | m]).
 - ``recurrent_matrices()`` returns the matrices (or diagonals) that multiply the state each
   step, for diagnostics (spectral radius, largest singular value); empty when there are none.
 - ``post_step_()`` is called by the trainer after every optimizer step on every module that
@@ -122,6 +125,13 @@ class RecurrentCell(nn.Module):
     def fused_params(self) -> FusedParams | None:
         """This cell's parameters in its fused kernel family's layout (None: no kernel)."""
         return None
+
+    def fused_mask(self, rec_mask: Tensor) -> Tensor:
+        """The recurrent-dropout mask (B, hidden_size) in the family's state layout (B, N).
+
+        The default returns it unchanged (state width N = hidden_size); a cell that packs
+        several states into one (coRNN's [y | z]) says how the mask covers the packed state."""
+        return rec_mask
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
         """Name -> the matrix (K, K) or diagonal (K,) that multiplies the state each step.

@@ -81,9 +81,9 @@ class CoRNNCell(RecurrentCell):
         for p in (self.weight_ih, self.weight_hh, self.bias):
             nn.init.uniform_(p, -bound, bound)
 
-    def fused_mask(self, rec_mask: Tensor | None) -> Tensor | None:
+    def fused_mask(self, rec_mask: Tensor) -> Tensor:
         """The (B, H) recurrent-dropout mask in the packed layout (B, 2H): [mask | mask]."""
-        return None if rec_mask is None else torch.cat([rec_mask, rec_mask], dim=1)
+        return torch.cat([rec_mask, rec_mask], dim=1)
 
     def fused_params(self) -> FusedParams:
         consts = torch.tensor(
@@ -105,7 +105,7 @@ class CoRNNCell(RecurrentCell):
         (yz,) = state  # (B, 2H)
         H = self.hidden_size
         y, z = yz[:, :H], yz[:, H:]
-        yz_rec = yz if rec_mask is None else yz * self.fused_mask(rec_mask)
+        yz_rec = yz if rec_mask is None else yz * self.fused_mask(rec_mask)  # [y*m | z*m]
         force = torch.tanh(torch.addmm(xp_t, yz_rec, self.weight_hh.t()))  # (B, H)
         z = z + self.dt * (force - self.gamma * y - self.epsilon * z)
         y = y + self.dt * z

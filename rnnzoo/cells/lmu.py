@@ -35,7 +35,8 @@ m_{t-1}, x_t), so ``fused_params`` builds ONE matrix on the packed state (with a
     [pre_t]   [W_h + W_m Bbar e_h^T  W_m (Abar + Bbar e_m^T)] [h_{t-1}]   [W_x + W_m Bbar e_x^T]
     [m_t  ] = [Bbar e_h^T            Abar + Bbar e_m^T      ] [m_{t-1}] + [Bbar e_x^T         ] x_t
 
-then tanh on the first H columns and the identity on the last d.
+then tanh on the first H columns and the identity on the last d (extra = [H], the split, a
+constant; the kernel outputs the packed state and ``output_map`` keeps its first H columns).
 """
 
 from __future__ import annotations
@@ -125,12 +126,14 @@ class LMUCell(RecurrentCell):
             p.zero_()
         nn.init.xavier_normal_(self.kernel_m)
 
-    def fused_mask(self, rec_mask: Tensor | None) -> Tensor | None:
+    def fused_mask(self, rec_mask: Tensor) -> Tensor:
         """The (B, H) mask in the packed layout (B, H + d): [mask | ones]."""
-        if rec_mask is None:
-            return None
         ones = rec_mask.new_ones(rec_mask.shape[0], self.order)
         return torch.cat([rec_mask, ones], dim=1)
+
+    def output_map(self, x: Tensor | None, hs: Tensor) -> Tensor:
+        """The fused kernel's packed state sequence (T, B, H + d) -> the outputs h (T, B, H)."""
+        return hs[..., : self.hidden_size]
 
     def fused_params(self) -> FusedParams:
         bu_h = torch.outer(self.b_bar, self.encoder_h)  # (d, H)  Bbar e_h^T
@@ -144,7 +147,8 @@ class LMUCell(RecurrentCell):
         )  # (H + d, H + d)
         w_ih = torch.cat([self.kernel_x + self.kernel_m @ bu_x, bu_x])  # (H + d, I)
         bias = w_ih.new_zeros(w_ih.shape[0]).detach()  # no biases
-        return FusedParams("lmu", w_ih, bias, w_hh, None)
+        split = w_ih.new_tensor([float(self.hidden_size)]).detach()  # where h ends in [h|m]
+        return FusedParams("lmu", w_ih, bias, w_hh, split)
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
         return {"packed": self.fused_params().w_hh, "A_bar": self.a_bar}
