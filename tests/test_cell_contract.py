@@ -156,6 +156,12 @@ class KernelConstantExtra(KernelMismatch):  # valid: extra may be a constant
         return FusedParams("elman_tanh", self.weight_ih, self.bias, self.weight_hh, extra)
 
 
+class KernelConstantBias(KernelMismatch):  # valid: no input bias (expRNN, LMU)
+    def fused_params(self):
+        zeros = torch.zeros(self.weight_ih.shape[0])
+        return FusedParams("elman_tanh", self.weight_ih, zeros, self.weight_hh, None)
+
+
 class ParamsNoKernel(Ok):
     def fused_params(self):
         return FusedParams("elman_tanh", self.weight_ih, self.bias, self.weight_hh, None)
@@ -246,7 +252,7 @@ CASES = {
     "KernelMismatch": "fused_params().kernel 'lstm' != fused_kernel 'elman_tanh'",
     "KernelTransposed": "fused_params().w_ih is (3, 5); expected (G, input_size)",
     "KernelDetached": "fused_params().w_hh is a trainable parameter detached from the graph",
-    "KernelUnknown": "fused_kernel 'no_such_family' is not a kernel family; known: elman_relu, ",
+    "KernelUnknown": "fused_kernel 'no_such_family' is not a kernel family; known: ",
     "ScanDiffers": "the scan engine (its recurrence()) gives other outputs than step()",
     "ScanPartial": "it has part of the scan protocol but not to_scan(), from_scan(), output_map()",
     "ParamsNoKernel": "fused_params() returns parameters but fused_kernel is None",
@@ -276,6 +282,7 @@ def test_the_base_case_is_valid(user_dir):
     create_cell("brokencells:Ok", 3, 5)  # so every failure below is the one change's doing
     create_cell("brokencells:KernelConstantExtra", 3, 5)  # extra need not require grad
     create_cell("brokencells:ScanOk", 3, 5)  # the scan protocol, consistent with step()
+    create_cell("brokencells:KernelConstantBias", 3, 5)  # nor a constant (zero) bias
 
 
 def test_fused_families_are_read_from_the_headers():
