@@ -152,7 +152,7 @@ def test_help_describes_hyperparameters_and_classic_flags(tmp_path: Path) -> Non
         "model.hidden_size",
         "trainer.tbptt.steps",
         "optim: adam, rmsprop, sgd",
-        "scheduler: cosine, none, plateau, step",
+        "scheduler: cosine, multistep, none, plateau, step",
         "hidden_size: 128",
         "epochs: 10",
     ):
