@@ -15,8 +15,8 @@ on its type.
   implements its step, or None; ``fused_params()`` maps the cell's parameters onto that
   family (``FusedParams``), so the fused engine holds no per-cell tables; a cell whose
   state packs several (coRNN's [y | z], N wide) maps the (B, H) dropout mask onto it in
-  ``fused_mask``; an optional ``output_map(x, hs)`` turns the kernel's state sequence into
-  the outputs (the LMU keeps h of [h | m]).
+  ``fused_mask``; a kernel output wider than ``output_size`` (the LMU's [h | m]) is cut to
+  its first ``output_size`` columns.
 - ``recurrent_matrices()`` returns the matrices (or diagonals) that multiply the state each
   step, for diagnostics (spectral radius, largest singular value); empty when there are none.
 - ``post_step_()`` is called by the trainer after every optimizer step on every module that

@@ -36,7 +36,7 @@ m_{t-1}, x_t), so ``fused_params`` builds ONE matrix on the packed state (with a
     [m_t  ] = [Bbar e_h^T            Abar + Bbar e_m^T      ] [m_{t-1}] + [Bbar e_x^T         ] x_t
 
 then tanh on the first H columns and the identity on the last d (extra = [H], the split, a
-constant; the kernel outputs the packed state and ``output_map`` keeps its first H columns).
+constant; the kernel outputs the packed state and the fused engine keeps its first H columns).
 """
 
 from __future__ import annotations
@@ -130,10 +130,6 @@ class LMUCell(RecurrentCell):
         """The (B, H) mask in the packed layout (B, H + d): [mask | ones]."""
         ones = rec_mask.new_ones(rec_mask.shape[0], self.order)
         return torch.cat([rec_mask, ones], dim=1)
-
-    def output_map(self, x: Tensor | None, hs: Tensor) -> Tensor:
-        """The fused kernel's packed state sequence (T, B, H + d) -> the outputs h (T, B, H)."""
-        return hs[..., : self.hidden_size]
 
     def fused_params(self) -> FusedParams:
         bu_h = torch.outer(self.b_bar, self.encoder_h)  # (d, H)  Bbar e_h^T

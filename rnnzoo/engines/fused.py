@@ -204,4 +204,6 @@ def run(
     ys = outs[0]
     if callable(getattr(cell, "output_map", None)):
         ys = cell.output_map(x, ys)  # a per-step output of (x_t, h_t), batched over time
+    elif ys.shape[-1] != cell.output_size:  # a packed state [h | m]: its first columns (LMU)
+        ys = ys[..., : cell.output_size]
     return ys, tuple(outs[1:])
