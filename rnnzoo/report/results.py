@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnzoo.report.curves import plot_curves
+from rnnzoo.report.overlay import gradient_flow_links
 from rnnzoo.report.runs import Group, find_runs, group_runs
 from rnnzoo.report.table import markdown_table, notes, summarize
 
@@ -56,7 +57,8 @@ def write_report(paths: Iterable[str | Path], out_dir: str | Path, plots: bool =
     sources = ", ".join(f"`{p}`" for p in paths)
     text = f"# Results\n\nFrom {sources}: {len(runs)} runs, {len(groups)} configurations.\n\n"
     table_path = out / TABLE_FILE
-    table_path.write_text(text + table + "\n" + notes(groups, base))
+    links = gradient_flow_links(paths, out)  # rnnzoo-inspect's sweep overlays, when present
+    table_path.write_text(text + table + "\n" + notes(groups, base) + links)
     pngs, message = _plots(groups, out) if plots else ([], "plots: skipped (--no-plots)")
     return Report(table, table_path, pngs, message, len(runs), len(groups))
 
