@@ -166,3 +166,14 @@ def test_gated_and_diagonal_spectra():
     u = ind.cells[0].weight_hh.detach().double()
     assert spec.kind == "diagonal" and spec.spectral_radius == pytest.approx(u.abs().max().item())
     np.testing.assert_allclose(spec.eigenvalues.real, u.numpy())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_grad_flow_on_cuda_equals_cpu():
+    model = _model("lstm", num_layers=2)
+    x, y = _data(T=20)
+    cpu = grad_flow(loop_copy(model), x, y)
+    gpu = grad_flow(loop_copy(model.cuda()), x.cuda(), y.cuda())
+    for a, b in zip(cpu.log10_norms, gpu.log10_norms, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-8)
