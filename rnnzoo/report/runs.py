@@ -35,6 +35,7 @@ IGNORED_KEYS = frozenset(
         "trainer.resume",
         "trainer.log_every_steps",
         "trainer.ckpt_every_steps",
+        "trainer.diagnostics",
     }
 )
 # the keys that name a configuration in every table row, with the metrics.json field that

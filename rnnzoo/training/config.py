@@ -56,6 +56,7 @@ class TrainerConfig:
     flush_denormal: bool = True  # FTZ/DAZ in every thread, for every engine (CPU)
     nan_policy: str = "stop"
     progress: bool = True
+    diagnostics: bool = True
     log_every_steps: int = 50
 
     @classmethod
@@ -74,6 +75,9 @@ class TrainerConfig:
         progress = cfg.get("progress", cls.progress)
         if not isinstance(progress, bool):
             raise UserError(f"trainer.progress must be true or false, got {progress!r}")
+        diagnostics = cfg.get("diagnostics", cls.diagnostics)
+        if not isinstance(diagnostics, bool):
+            raise UserError(f"trainer.diagnostics must be true or false, got {diagnostics!r}")
         resume = cfg.get("resume")
         init_from = cfg.get("init_from")
         flush = cfg.get("flush_denormal", cls.flush_denormal)
@@ -97,5 +101,6 @@ class TrainerConfig:
             flush_denormal=flush,
             nan_policy=_choice(cfg.get("nan_policy", "stop"), "nan_policy", NAN_POLICIES),
             progress=progress,
+            diagnostics=diagnostics,
             log_every_steps=_int(cfg, "log_every_steps", cls.log_every_steps, 1, optional=False),
         )

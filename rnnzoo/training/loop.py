@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rnnzoo.errors import one_line
+from rnnzoo.report.diagnostics import TrainingDiagnostics
 from rnnzoo.training import checkpoints, metrics, tbptt
 from rnnzoo.training.monitor import Monitor
 from rnnzoo.training.optim import clip_gradients
@@ -92,6 +93,7 @@ class Trainer:
         self.progress = Progress()
         self.job: Job | None = None  # set by setup()
         self.monitor: Monitor | None = None  # set by fit()
+        self.diagnostics: TrainingDiagnostics | None = None  # set by setup() unless turned off
         self._clock = self._epoch_clock = time.perf_counter()
 
     def setup(self) -> None:
@@ -106,6 +108,8 @@ class Trainer:
                 log.info("trainer.init_from=%s ignored: the run resumes", init_from)
         elif init_from:
             checkpoints.init_weights(job, init_from)
+        if job.settings.diagnostics:
+            self.diagnostics = TrainingDiagnostics(job.data.val)
         log.info("%s; run dir %s", job.describe(), self.run_dir)
 
     # the loop ---------------------------------------------------------------------------------
@@ -249,6 +253,8 @@ class Trainer:
         entry = {"epoch": p.epoch + 1, "step": p.step, "val_acc": acc, "val_loss": loss}
         p.history.append({**entry, **p.train_means()})
         self.monitor.scalars(p.step, {"val/loss": loss, "val/acc": acc})
+        if self.diagnostics is not None:  # diag/*: spectra, gradient ratio (trainer.diagnostics)
+            self.monitor.scalars(p.step, self.diagnostics.scalars(j.model))
         if p.best_val_acc is None or acc > p.best_val_acc:
             p.best_val_acc, p.best_val_loss, p.best_step = acc, loss, p.step
             self._save(self.best_path)
