@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnzoo.report.probe import layer_names, probe
@@ -115,7 +114,7 @@ def _measure(model: nn.Module, x: Tensor, y: Tensor, scale: float) -> list[np.nd
     """One forward/backward: mean over the batch of ||probe grad|| per step, per layer."""
     with torch.enable_grad(), probe(model, grad=True, grad_scale=scale) as records:
         logits, _ = model(x)  # (B, C)
-        loss = F.cross_entropy(logits, y, reduction="sum")
+        loss = -logits.log_softmax(-1).gather(1, y[:, None]).sum()  # summed cross-entropy
         probes = [z for rec in records for z in rec.probes]
         grads = torch.autograd.grad(loss, probes, allow_unused=True)
     out, i = [], 0
