@@ -6,15 +6,16 @@ geometrically in T - t, at a rate set by the recurrent matrix (spectral radius, 
 singular value) and the activations; gates and identity / orthogonal inits are the cures.
 
 How it is measured (any cell, any device; ``rnnzoo.report.probe``): the model runs with the
-``loop`` engine in float64, every step's new h gets a zero probe z_t, and one backward of the
-summed cross-entropy L = sum_i CE(logits_i, y_i) gives dL/dz_t = dL/dh_t. Sequences do not
+``loop`` engine in float64, every step's new state h_t is kept, and one backward of the summed
+cross-entropy L = sum_i CE(logits_i, y_i) gives dL/dh_t (``torch.autograd.grad`` with the h_t
+as inputs: the total gradient through every use of h_t). Sequences do not
 interact (eval mode), so row i is sequence i's own gradient; the curve is
 
     g_t = mean_i ||dL_i/dh_t^i||_2          (per layer and direction, t = 1..T)
 
 Range: a tanh RNN with gain 0.5 loses ~0.3 decades per step, beyond 1e-308 (float64) within
 ~1000 steps. So the backward pass may scale the gradient entering every previous state by a
-constant c: each of the T - t steps back to h_t multiplies by c, so the probe receives
+constant c: each of the T - t steps back to h_t multiplies by c, so h_t receives
 c^(T - t) g_t, and log10 g_t = log10(measured) - (T - t) log10 c exactly. c starts at 1; if
 any step underflowed (or overflowed), c is set from the decay rate seen on the representable
 steps and the pass repeats (at most ``MAX_PASSES`` times). Every path from the loss to h_t
@@ -22,8 +23,9 @@ crosses exactly T - t recurrent steps in a one-directional stack; a bidirectiona
 paths, so it keeps c = 1 (float64 only).
 
 ``first_over_last`` = g_1 / g_T, reported as log10 (always finite unless a gradient is exactly
-zero) and as a float (0.0 below float64's range). For cells whose output is not h (+RNN) h_T
-never reaches the loss; "last" is then the latest step with a non-zero gradient.
+zero) and as a float (0.0 below float64's range). For cells whose output is computed from
+h_{t-1} (+RNN) h_T never reaches the loss; "last" is then the latest step with a non-zero
+gradient.
 """
 
 from __future__ import annotations
@@ -111,12 +113,15 @@ def grad_flow(model: nn.Module, x: Tensor, y: Tensor) -> GradFlow:
 
 
 def _measure(model: nn.Module, x: Tensor, y: Tensor, scale: float) -> list[np.ndarray]:
-    """One forward/backward: mean over the batch of ||probe grad|| per step, per layer."""
+    """One forward/backward: mean over the batch of ||dL/dh_t|| (times c^(T-t)) per step and
+    layer."""
     with torch.enable_grad(), probe(model, grad=True, grad_scale=scale) as records:
         logits, _ = model(x)  # (B, C)
         loss = -logits.log_softmax(-1).gather(1, y[:, None]).sum()  # summed cross-entropy
-        probes = [z for rec in records for z in rec.probes]
-        grads = torch.autograd.grad(loss, probes, allow_unused=True)
+        hs = [h for rec in records for h in rec.probes]
+        live = [h for h in hs if h.requires_grad]  # a state no parameter reaches has none
+        found = iter(torch.autograd.grad(loss, live, allow_unused=True))
+        grads = [next(found) if h.requires_grad else None for h in hs]
     out, i = [], 0
     for rec in records:
         n = len(rec.probes)

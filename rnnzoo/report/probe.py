@@ -4,18 +4,18 @@ The ``loop`` engine calls ``cell.step`` once per time step. ``probe(model)`` rep
 each cell INSTANCE (classes are untouched, the originals come back on exit) by a wrapper that,
 at step t of cell k, may
 
-- add a zero tensor z_t (B, size of h) that requires grad to the new h: h_t <- h_t + z_t, so
-  dL/dz_t = dL/dh_t, the total gradient reaching the state h_t (through the next step, the
-  next layer and the readout), for any cell;
+- keep the new state h_t (the tensor the step returned, in the graph), so that
+  ``torch.autograd.grad(loss, h_t)`` is dL/dh_t, the total gradient reaching h_t through
+  every use of it (the next step, this step's output, the next layer, the readout);
 - record h_t (detached), every state tensor when the cell's state is spatial, and the gates the
   cell hands to ``observe`` (their mean over units);
 - scale the gradient flowing back into the incoming state by a constant c: each backward step
-  through time then multiplies by c, so what reaches z_t is c^(T - t) * dL/dh_t (see
+  through time then multiplies by c, so what reaches h_t is c^(T - t) * dL/dh_t (see
   ``rnnzoo.report.gradflow``, which uses it to keep 784-step products inside float64's range).
 
 Only the ``loop`` engine calls ``step``; build the probed model with ``engine="loop"``
 (:func:`loop_copy`). Nothing here branches on the cell type: it uses the contract
-(``state[0]`` is h, ``output_is_h``, ``observe``).
+(``state[0]`` is h, ``observe``, ``state_shape``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class CellRecord:
     """What the probe saw of one cell (one layer and direction), step by step.
 
     Attributes:
-        probes: z_t (B, size of h) per step, leaves that require grad (``grad=True`` only).
+        probes: h_t (B, size of h) per step, in the graph (``grad=True`` only).
         hidden: h_t (B, size of h) per step, detached (``record=True`` only).
         states: every state tensor per step, detached (``record=True`` and spatial cells).
         gates: gate name -> its mean over units per step, (B,) each (``record=True`` only).
@@ -97,7 +97,7 @@ def probe(
 
     Args:
         model: a model whose cells are ``RecurrentCell`` instances, run by the loop engine.
-        grad: add the z_t probes (see the module docstring).
+        grad: keep every h_t in the graph for ``torch.autograd.grad``.
         record: record hidden states, spatial states and observed gates.
         grad_scale: c, the factor applied to the gradient entering the previous state.
 
@@ -136,11 +136,7 @@ def _wrap(cell: RecurrentCell, rec: CellRecord, grad: bool, record: bool, scale:
         y, new = original(xp_t, state, rec_mask)
         h = new[0]  # (B, size of h)
         if grad:
-            z = torch.zeros_like(h, requires_grad=True)
-            rec.probes.append(z)
-            h = h + z
-            y = h if cell.output_is_h else y  # the output IS h: it must carry the probe too
-            new = (h, *new[1:])
+            rec.probes.append(h)
         if record:
             rec.hidden.append(h.detach())
             if spatial:
