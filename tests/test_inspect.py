@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
 from train_helpers import tiny_cfg
 
-from rnnzoo.cells.base import RecurrentCell, State
-from rnnzoo.registry import _CELLS, register_cell
+from rnnzoo import registry
 from rnnzoo.report.inspect import inspect_path, inspect_run
 from rnnzoo.report.inspect_cli import main
 from rnnzoo.report.measure import build_job, run_config, use_saved_permutation
@@ -128,42 +127,53 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "no runs below" in capsys.readouterr().err
 
 
-class _SpatialCell(RecurrentCell):
-    """A cell from outside the zoo: a 1-D convolutional tanh RNN over (C=2, W=3) maps, no
-    recurrent matrix exposed."""
+SPATIAL_CELL = '''
+import torch
+from rnnzoo import RecurrentCell
+
+
+class SpatialRNN(RecurrentCell):
+    """A 1-D convolutional tanh RNN over (C=2, W=3) state maps; no recurrent matrix exposed."""
 
     state_shape = (2, 3)
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size, hidden_size):
         super().__init__(input_size, hidden_size)
-        assert hidden_size == 6
         self.inp = torch.nn.Linear(input_size, hidden_size)
         self.conv = torch.nn.Conv1d(2, 2, 3, padding=1)
 
-    def reset_parameters(self) -> None:  # torch's defaults
+    def reset_parameters(self):  # torch's defaults
         pass
 
-    def input_projection(self, x: Tensor) -> Tensor:
+    def input_projection(self, x):
         return self.inp(x)
 
-    def step(self, xp_t: Tensor, state: State, rec_mask: Tensor | None = None):
+    def step(self, xp_t, state, rec_mask=None):
         (h,) = state
         h_rec = h if rec_mask is None else h * rec_mask
         h = torch.tanh(xp_t + self.conv(h_rec.view(-1, 2, 3)).flatten(1))
         return h, (h,)
+'''
 
 
 @pytest.fixture
-def spatial_cell():
-    register_cell("_test_spatial")(_SpatialCell)
-    yield "_test_spatial"
-    _CELLS.pop("_test_spatial")
+def spatial_cell(tmp_path, monkeypatch):
+    """``spatialcells:SpatialRNN``, a user cell from a module on sys.path (module:Class)."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "spatialcells.py").write_text(SPATIAL_CELL)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "spatialcells", raising=False)
+    monkeypatch.setattr(registry, "_USER_CELLS", {})
+    yield "spatialcells:SpatialRNN"
+    sys.modules.pop("spatialcells", None)
 
 
 def test_user_cell_with_spatial_state_and_no_matrix(root, tmp_path, spatial_cell):
     run = _train(
         root,
         tmp_path / "run",
+        "model=custom",
         f"model.cell={spatial_cell}",
         "model.cell_kwargs=null",
         "model.hidden_size=6",

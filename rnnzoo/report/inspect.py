@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnzoo.errors import UserError
+from rnnzoo.registry import cell_label
 from rnnzoo.report.measure import Inspection, curves, measure_run, summary
 from rnnzoo.report.overlay import OUT_DIR, OverlayRun, write_overlay
 
@@ -126,13 +127,8 @@ def labels(results: list[Inspection]) -> list[str]:
             f"{k.removeprefix('cell_kwargs.')}={f.get(k)}"
             for k in sorted(varied - {"cell", "engine"})
         )
-        out.append(f"{_short(r.cell)} {extra}".strip())
+        out.append(f"{cell_label(r.cell)} {extra}".strip())
     return out
-
-
-def _short(cell: str) -> str:
-    """A ``module:Class`` cell by its class name; registry names as they are."""
-    return str(cell).rpartition(":")[2].rpartition(".")[2] if ":" in str(cell) else str(cell)
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
