@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cell_groups import ROW_CELLS
 
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import list_cells
@@ -32,8 +33,10 @@ def _data(T: int, B: int = 3, inputs: int = 3, seed: int = 0):
 
 
 def _autograd_curve(model: SequenceClassifier, x, y) -> np.ndarray:
-    """Reference, written out: one layer stepped by hand, retain_grad on every h_t."""
+    """Reference, written out: one layer stepped by hand, retain_grad on every h_t (x requires
+    grad so that h_t does even when no parameter trains, e.g. an echo state network)."""
     (cell,) = cells_of(model)
+    x = x.clone().requires_grad_(True)
     state = cell.zero_state(x.shape[1])
     hs, ys = [], []
     for xp_t in cell.input_projection(x).unbind(0):
@@ -52,11 +55,13 @@ def _autograd_curve(model: SequenceClassifier, x, y) -> np.ndarray:
 
 @pytest.mark.parametrize("name", list_cells())
 def test_grad_flow_matches_autograd_for_every_cell(name):
-    model = _model(name, hidden=4, inputs=4)  # I = H: no input map in front of any cell
+    # I = H (no input map in front of any cell); the row cells read rows of 28 into (2, 28)
+    inputs, hidden = (28, 56) if name in ROW_CELLS else (4, 4)
+    model = _model(name, hidden=hidden, inputs=inputs)
     with torch.no_grad():  # non-zero biases and larger weights: every path carries gradient
         for p in model.parameters():
             p.uniform_(-0.8, 0.8)
-    x, y = _data(T=12, inputs=4)
+    x, y = _data(T=12, inputs=inputs)
     flow = grad_flow(loop_copy(model), x, y)
     ref = _autograd_curve(model, x, y)
     assert flow.layers == ["layer0"]

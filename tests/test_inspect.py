@@ -192,3 +192,14 @@ def test_inspect_path_on_a_single_run(root, tmp_path):
     run = _train(root, tmp_path / "run", "model=indrnn")
     (result,) = inspect_path(run, samples=4, device="cpu", plots=False)
     assert result.init.spectra[0].kind == "diagonal"
+
+
+def test_convlstm_gets_state_maps_and_gates(root, tmp_path):
+    run = _train(root, tmp_path / "run", "model=convlstm", "model.hidden_size=56")
+    result = inspect_run(run, samples=4, digits=2, device="cpu")
+    (layer,) = result.digits.layers
+    channels = 56 // 28
+    assert layer.state_shape == (channels, 28) and layer.state_names == ("h", "c")
+    assert [m.shape for m in layer.maps] == [(2, 28, channels, 28)] * 2  # h and c maps
+    assert set(layer.gates) == {"i", "f", "o"}
+    assert (run / "inspect" / "hidden.png").stat().st_size > 0

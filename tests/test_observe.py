@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cell_groups import generic_cells
+from cell_groups import ROW_CELLS
 
 from rnnzoo.cells import RecurrentCell
-from rnnzoo.registry import create_cell
+from rnnzoo.registry import create_cell, list_cells
 
 B, D, H = 3, 4, 5
 F64 = torch.float64
@@ -21,26 +21,28 @@ GATES = {
     "intersection": ("g_y", "g_h"),
     "mingru": ("z",),
     "minlstm": ("f", "i"),  # normalized, f' + i' = 1
+    "convlstm": ("i", "f", "o"),  # (B, C*W) maps
 }
 
 
 def _step(cell: RecurrentCell, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, B, D, generator=g, dtype=F64)
+    x = torch.randn(1, B, cell.input_size, generator=g, dtype=F64)
     state = tuple(torch.randn(B, n, generator=g, dtype=F64) for n in cell.state_sizes)
     return cell.step(cell.input_projection(x)[0], state)
 
 
 def _cell(name: str) -> RecurrentCell:
     torch.manual_seed(0)
-    cell = create_cell(name, D, H).double()
+    sizes = (28, 56) if name in ROW_CELLS else (D, H)  # the row cells read rows of 28
+    cell = create_cell(name, *sizes).double()
     with torch.no_grad():  # non-zero biases everywhere so every term shows
         for p in cell.parameters():
             p.uniform_(-0.6, 0.6)
     return cell
 
 
-@pytest.mark.parametrize("name", generic_cells())
+@pytest.mark.parametrize("name", list_cells())
 def test_observing_changes_nothing_and_reports_gates(name):
     cell = _cell(name)
     y0, s0 = _step(cell)

@@ -95,7 +95,8 @@ def grad_flow(model: nn.Module, x: Tensor, y: Tensor) -> GradFlow:
     names = layer_names(model)
     scalable = not model.model_args().get("bidirectional")
     ref = next(model.parameters())
-    x = x.to(device=ref.device, dtype=ref.dtype)
+    # x requires grad so every h_t is in the graph, even with frozen weights (echo state nets)
+    x = x.to(device=ref.device, dtype=ref.dtype).detach().requires_grad_(True)
     y = y.to(ref.device)
     log2c = 0.0
     for passes in range(1, MAX_PASSES + 1):
@@ -120,7 +121,7 @@ def _measure(model: nn.Module, x: Tensor, y: Tensor, scale: float) -> list[np.nd
         loss = -logits.log_softmax(-1).gather(1, y[:, None]).sum()  # summed cross-entropy
         hs = [h for rec in records for h in rec.probes]
         live = [h for h in hs if h.requires_grad]  # a state no parameter reaches has none
-        found = iter(torch.autograd.grad(loss, live, allow_unused=True))
+        found = iter(torch.autograd.grad(loss, live, allow_unused=True) if live else ())
         grads = [next(found) if h.requires_grad else None for h in hs]
     out, i = [], 0
     for rec in records:
