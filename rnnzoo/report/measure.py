@@ -170,6 +170,11 @@ def measure_run(
     config = run_config(run_dir, payload)
     job = build_job(config, device, data_root)
     notes = use_saved_permutation(job, run_dir)
+    if (config.get("trainer") or {}).get("init_from"):
+        notes.append(
+            "the run started from trainer.init_from's weights; 'init' here is the seeded "
+            "initialization the config describes, not those weights"
+        )
     x, y = next(job.data.test.batches(samples))  # the first N test sequences, (T, N, I)
     init = view("init", job.model, x, y)
     if path is not None:
