@@ -4,6 +4,8 @@
     rnnzoo-bench --cells lstm,gru --json bench.json
     rnnzoo-bench -B 64 --threads 2 --naive-repeats 1
     rnnzoo-bench --cells lstm --profile                           # where the fused time goes
+    rnnzoo-bench --memory                       # peak memory of one step, fused LSTM vs nn.LSTM
+    rnnzoo-bench --no-flush-denormal            # IEEE denormals: what a plain torch user gets
 
 Per cell: every engine (loop, native, fused), the torch.nn built-in, the GEMM-only floor and
 the float64 per-step loop the original rnn_zoo used; the median of --repeats interleaved
@@ -46,9 +48,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM-only floor")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
-        "--flush-denormal", action="store_true", help="torch.set_flush_denormal(True) for all"
+        "--no-flush-denormal",
+        dest="flush_denormal",
+        action="store_false",
+        help="keep IEEE denormals in torch's threads (what a plain torch user gets); default: "
+        "every contender flushes them (like-for-like)",
     )
     parser.add_argument("--profile", action="store_true", help="fused kernels' phase times")
+    parser.add_argument(
+        "--memory", action="store_true", help="peak memory of one LSTM step: fused vs nn.LSTM"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     return parser.parse_args(argv)
 
@@ -56,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table; 0 on success, 2 on a bad argument (one line)."""
     args = parse_args(argv)
+    if args.memory:
+        return _memory(args)
     cfg = BenchConfig(
         batch_size=args.batch_size,
         hidden_size=args.hidden_size,
@@ -86,4 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _memory(args: argparse.Namespace) -> int:
+    """--memory: each contender in a fresh subprocess (see rnnzoo/bench_memory.py)."""
+    from rnnzoo.bench_memory import MemoryConfig, format_memory, run_memory
+
+    cfg = MemoryConfig(
+        batch_size=args.batch_size,
+        hidden_size=args.hidden_size,
+        seq_len=args.seq_len,
+        input_size=args.input_size,
+        num_classes=args.classes,
+    )
+    report = run_memory(cfg)
+    print(format_memory(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

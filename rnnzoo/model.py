@@ -1,51 +1,51 @@
-"""The sequence classifier: a stack of recurrent cells and a linear readout on the last step.
+"""The sequence classifier: a stack of ``RecurrentLayer``s and a linear readout on the last step.
 
-Layout for ``num_layers`` L and D directions (D = 2 when bidirectional), all lists indexed
-by ``k = layer * D + direction``:
+For ``num_layers`` L and D directions (D = 2 when bidirectional), ``layers`` holds L * D
+``RecurrentLayer``s (``rnnzoo.layer``: input map + cell + initial state + engine), layer by
+layer, the reverse direction after the forward one; ``readout`` is
+``nn.Linear(D * H, num_classes)``.
 
-- ``cells[k]``: a registered cell, hidden_size wide.
-- ``input_maps[k]``: ``nn.Identity`` or a ``nn.Linear(I, H)`` in front of the cell. Only
-  cells whose output is as wide as their input (``intersection`` / +RNN) need it: when such a
-  layer's input width I != hidden_size, the map makes the layer's output hidden_size wide.
-  (The rule is generic: a map is added whenever a cell built for (I, H) would not output H.)
-- ``init_state[k]`` (``learn_init`` only): one learned vector per state tensor, initialized
-  to zero and expanded over the batch. Without ``learn_init`` the state starts at zero.
-- ``readout``: ``nn.Linear(D * H, num_classes)``.
+- Input maps: only cells whose output is as wide as their input (``intersection`` / +RNN)
+  need one: when such a layer's input width I != hidden_size, a ``nn.Linear(I, H)`` makes
+  the layer's output hidden_size wide. (The rule is generic: a map is added whenever a cell
+  built for (I, H) would not output H.)
+- Directions: the reverse layer runs over the time-flipped sequence and flips its outputs
+  back, so position t of both directions lines up; the next layer gets their concatenation
+  (T, B, 2H). The readout sees [forward output at step T-1, backward output at position 0]
+  (the last step each direction computed).
+- Dropout (``dropout``) is applied to each layer's output sequence except the last layer's,
+  as in ``torch.nn.LSTM``; nothing is dropped before the readout. Recurrent dropout
+  (``recurrent_dropout``) uses ONE Bernoulli keep mask per sequence, per layer and
+  direction, of shape (B, H), scaled by 1/keep, multiplied by the cell into h where h
+  enters the recurrent product at every step (Gal & Ghahramani, 2016). ``sample_masks``
+  draws them, in training mode only; truncated BPTT passes the same masks to every chunk.
+- Dilations (``dilations``, one per layer, default all 1): layer l's recurrence reaches d_l
+  steps back, s_t = cell(x_t, s_{t-d}) (Dilated RNN, Chang et al. 2017). Each direction of
+  the layer runs time-to-batch (``rnnzoo.dilation``, in ``RecurrentLayer``), so every engine
+  runs it unchanged; dropout and recurrent dropout are as above (one mask per sequence,
+  shared by its d phases).
+- Engines: each layer resolves its engine once per ``RunSpec`` (device, parameter dtype,
+  autocast dtype), on the first forward for that spec or when ``resolve_engines`` is called
+  at setup; ``engine_report()`` says what ran and why.
 
-Directions: the reverse direction runs its cell over the time-flipped sequence and its
-outputs are flipped back, so position t of both directions lines up; the next layer gets
-their concatenation (T, B, 2H). The readout sees [forward output at step T-1, backward
-output at position 0] (the last step each direction computed).
-
-Dropout (``dropout``) is applied to each layer's output sequence except the last layer's,
-as in ``torch.nn.LSTM``; nothing is dropped before the readout. Recurrent dropout
-(``recurrent_dropout``) uses ONE Bernoulli keep mask per sequence, per layer and direction,
-of shape (B, H), scaled by 1/keep, multiplied by the cell into h where h enters the
-recurrent product at every step (Gal & Ghahramani, 2016). ``sample_masks`` draws them, in
-training mode only; truncated BPTT passes the same masks to every chunk.
-
-Dilations (``dilations``, one per layer, default all 1): layer l's recurrence reaches d_l
-steps back, s_t = cell(x_t, s_{t-d}) (Dilated RNN, Chang et al. 2017). Each direction of the
-layer runs time-to-batch (``rnnzoo.dilation``), so every engine runs it unchanged; dropout
-and recurrent dropout are as above (one mask per sequence, shared by its d phases).
-
-Engines (``rnnzoo.engines``) are resolved lazily per device on the first forward (the model
-can be moved after construction) and cached; ``engine_name`` reports the choice.
+State-dict keys: ``layers.<k>.cell.*``, ``layers.<k>.input_map.*``,
+``layers.<k>.init_state.<i>``, ``readout.*``. Checkpoints written before the layers existed
+(``cells.<k>.*``, ``input_maps.<k>.*``, ``init_state.<k>.<i>``) load through a key remap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from rnnzoo.cells.base import RecurrentCell, State
-from rnnzoo.dilation import check_dilations, run_dilated
-from rnnzoo.engines import check_engine_name, resolve_engine, run_layer
+from rnnzoo.dilation import check_dilations
+from rnnzoo.engines import RunSpec, check_engine_name
 from rnnzoo.errors import UserError
+from rnnzoo.layer import RecurrentLayer
 from rnnzoo.registry import create_cell, resolve_name
 
 #: keys ``from_config`` reads from the model config (``conf/model/*.yaml``)
@@ -136,23 +136,42 @@ class SequenceClassifier(nn.Module):
         self.dilations = check_dilations(dilations, self.num_layers)
         self.num_directions = 2 if self.bidirectional else 1
 
-        self.cells = nn.ModuleList()
-        self.input_maps = nn.ModuleList()
+        self.layers = nn.ModuleList()
         for layer in range(self.num_layers):
             layer_in = self.input_size if layer == 0 else self.num_directions * self.hidden_size
-            for _ in range(self.num_directions):
+            for d in range(self.num_directions):
                 input_map, rnn_cell = self._build_cell(layer_in)
-                self.input_maps.append(input_map)
-                self.cells.append(rnn_cell)
-        self.init_state: nn.ModuleList | None = None
-        if self.learn_init:
-            self.init_state = nn.ModuleList(
-                nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in c.state_sizes)
-                for c in self.cells
-            )
+                self.layers.append(
+                    RecurrentLayer(
+                        rnn_cell,
+                        input_map,
+                        self.engine,
+                        self.learn_init,
+                        d == 1,
+                        self.dilations[layer],
+                    )  # fmt: skip
+                )
         self.dropout = nn.Dropout(self.dropout_rate)
         self.readout = nn.Linear(self.num_directions * self.hidden_size, self.num_classes)
-        self._engines: dict[torch.device, list[str]] = {}  # device -> engine per cell
+        self._spec: RunSpec | None = None  # the spec of the last forward / resolve_engines
+        self.register_load_state_dict_pre_hook(_remap_old_keys)
+
+    @property
+    def cells(self) -> nn.ModuleList:
+        """Every layer's cell, index ``layer * D + direction`` (a view, not registered)."""
+        return nn.ModuleList(layer.cell for layer in self.layers)
+
+    @property
+    def input_maps(self) -> nn.ModuleList:
+        """Every layer's input map, index ``layer * D + direction`` (a view)."""
+        return nn.ModuleList(layer.input_map for layer in self.layers)
+
+    @property
+    def init_state(self) -> nn.ModuleList | None:
+        """Every layer's learned initial state (a ParameterList each), or None (a view)."""
+        if not self.learn_init:
+            return None
+        return nn.ModuleList(layer.init_state for layer in self.layers)
 
     # construction ----------------------------------------------------------------------------
 
@@ -226,43 +245,65 @@ class SequenceClassifier(nn.Module):
     def initial_state(self, batch_size: int) -> list[State]:
         """One state tuple per layer x direction (index ``layer * D + direction``), each tensor
         (B, size): learned (expanded over the batch) with ``learn_init``, zero otherwise."""
-        if self.init_state is None:
-            return [cell.zero_state(batch_size) for cell in self.cells]
-        return [tuple(p.expand(batch_size, -1) for p in params) for params in self.init_state]
+        return [layer.initial_state(batch_size) for layer in self.layers]
 
     def sample_masks(self, batch_size: int) -> list[Tensor | None] | None:
         """Recurrent-dropout keep masks, ONE per sequence: a (B, H) tensor of 0 and 1/keep per
         layer x direction; None in eval mode or when the rate is 0."""
         if not self.training or self.recurrent_dropout == 0.0:
             return None
-        keep = 1.0 - self.recurrent_dropout
-        ref = self.readout.weight
-        return [
-            torch.empty(batch_size, cell.hidden_size, device=ref.device, dtype=ref.dtype)
-            .bernoulli_(keep)
-            .div_(keep)
-            for cell in self.cells
-        ]
+        return [layer.sample_mask(batch_size, self.recurrent_dropout) for layer in self.layers]
 
-    def _engines_for(self, device: torch.device) -> list[str]:
-        names = self._engines.get(device)
-        if names is None:
-            names = [
-                resolve_engine(self.engine, cell, device, self.recurrent_dropout)
-                for cell in self.cells
-            ]
-            self._engines[device] = names
-        return names
+    def run_spec(self, device: torch.device | None = None, autocast: torch.dtype | None = None):
+        """The ``RunSpec`` for ``device`` (default: the parameters') and an autocast dtype."""
+        ref = self.readout.weight
+        device = ref.device if device is None else torch.device(device)
+        return RunSpec(device, ref.dtype, autocast, self.recurrent_dropout)
+
+    def resolve_engines(
+        self, device: torch.device | None = None, autocast: torch.dtype | None = None
+    ) -> dict[str, Any]:
+        """Resolve every layer's engine for ``device`` and ``autocast`` (the bf16 dtype when
+        the run uses autocast, else None) now, building the C++ library if needed. Call at
+        setup; later forwards with the same spec reuse the result.
+
+        Returns:
+            ``engine_report()``.
+
+        Raises:
+            UserError: the configured engine cannot run this model there (one line).
+        """
+        self._spec = self.run_spec(device, autocast)
+        for layer in self.layers:
+            layer.resolve(self._spec)
+        return self.engine_report()
+
+    def engine_report(self) -> dict[str, Any]:
+        """What runs: ``engine`` (one name, or "a/b" when layers differ), ``engines`` (per
+        layer x direction) and ``engine_note`` (fallback reasons, how it runs; "" if none),
+        for the spec of the last forward or ``resolve_engines`` (default: the parameters'
+        device and dtype, no autocast)."""
+        spec = self._spec
+        ref = self.readout.weight
+        if spec is None or (spec.device, spec.dtype) != (ref.device, ref.dtype):
+            spec = self.run_spec()  # never run, or moved since
+        resolutions = [layer.resolve(spec) for layer in self.layers]
+        names = [r.engine for r in resolutions]
+        notes = dict.fromkeys(r.note for r in resolutions if r.note)
+        return {
+            "engine": "/".join(dict.fromkeys(names)),
+            "engines": names,
+            "engine_note": "; ".join(notes),
+        }
 
     @property
     def engine_name(self) -> str:
-        """The engine resolved for the parameters' current device ("a/b" if cells differ).
+        """``engine_report()["engine"]``.
 
         Raises:
             UserError: the configured engine cannot run this model on this device.
         """
-        names = self._engines_for(self.readout.weight.device)
-        return "/".join(dict.fromkeys(names))
+        return self.engine_report()["engine"]
 
     @torch.no_grad()
     def post_step_(self) -> None:
@@ -296,8 +337,8 @@ class SequenceClassifier(nn.Module):
         if x.dim() != 3 or x.size(0) < 1 or x.size(2) != self.input_size:
             raise ValueError(f"expected input (T>=1, B, {self.input_size}), got {tuple(x.shape)}")
         batch = x.size(1)
-        engines = self._engines_for(x.device)
-        n = len(self.cells)
+        spec = self._forward_spec(x)
+        n = len(self.layers)
         state = self.initial_state(batch) if state is None else list(state)
         if masks is None:
             masks = self.sample_masks(batch)
@@ -310,39 +351,41 @@ class SequenceClassifier(nn.Module):
 
         final: list[State] = []
         inp = x  # (T, B, I) then (T, B, D*H)
+        D = self.num_directions
         for layer in range(self.num_layers):
             outs = []
-            for d in range(self.num_directions):
-                k = layer * self.num_directions + d
-                seq = self.input_maps[k](inp)  # (T, B, I) or (T, B, H)
-                if d == 1:
-                    seq = seq.flip(0)
-                ys, last = run_dilated(
-                    partial(run_layer, engines[k], self.cells[k]),
-                    seq, tuple(state[k]), masks[k], self.dilations[layer],
-                )  # fmt: skip
+            for k in range(layer * D, layer * D + D):
+                ys, last = self.layers[k](inp, tuple(state[k]), masks[k], spec)
                 final.append(last)
-                outs.append(ys if d == 0 else ys.flip(0))  # (T, B, H) aligned by position
-            inp = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)
+                outs.append(ys)  # (T, B, H) aligned by position
+            inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)
             if layer < self.num_layers - 1:
                 inp = self.dropout(inp)
-        top = self.num_layers - 1
-        lasts = [
-            self._last_output(top * self.num_directions + d, outs[d], final)
-            for d in range(len(outs))
-        ]
-        features = lasts[0] if len(lasts) == 1 else torch.cat(lasts, dim=-1)  # (B, D*H)
+        top = zip(self.layers[len(self.layers) - D :], outs, final[-D:], strict=True)
+        lasts = [lay.last_output(ys, fin) for lay, ys, fin in top]
+        features = lasts[0] if D == 1 else torch.cat(lasts, dim=-1)  # (B, D*H)
         return self.readout(features), final  # (B, C)
 
-    def _last_output(self, k: int, ys: Tensor, final: list[State]) -> Tensor:
-        """Output of cell ``k`` at its last step: (B, H).
+    def _forward_spec(self, x: Tensor) -> RunSpec:
+        """The spec of this forward: x's device, the parameters' dtype, the autocast state."""
+        dev = x.device.type
+        autocast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        spec = self.run_spec(x.device, autocast)
+        self._spec = spec
+        return spec
 
-        Read from the final state when the cell's output is its h: the same value, but then
-        backward does not materialize a zero gradient for the whole (T, B, H) output
-        (measured: IndRNN 40 -> 15 ms per sMNIST step with the fused engine)."""
-        if self.cells[k].output_is_h:
-            return final[k][0]
-        return ys[-1] if k % self.num_directions == 0 else ys[0]  # backward ends at position 0
+
+def _remap_old_keys(module, state_dict, prefix, *args) -> None:
+    """Load-state-dict pre-hook: rename keys of checkpoints written before ``layers``
+    (``cells.<k>.``, ``input_maps.<k>.``, ``init_state.<k>.<i>``) to ``layers.<k>.*``."""
+    old = {"cells.": "cell.", "input_maps.": "input_map.", "init_state.": "init_state."}
+    for key in list(state_dict):
+        rest = key[len(prefix) :] if key.startswith(prefix) else None
+        for head, new in old.items():
+            if rest is not None and rest.startswith(head):
+                k, _, tail = rest[len(head) :].partition(".")
+                state_dict[f"{prefix}layers.{k}.{new}{tail}"] = state_dict.pop(key)
+                break
 
 
 def _plain(model_cfg: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ afterwards in torch's extension directory)."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import torch
@@ -16,7 +15,8 @@ from cell_groups import generic_cells
 from torch import Tensor, nn
 
 from rnnzoo.cells import RecurrentCell
-from rnnzoo.engines import fused, fused_build, loop, resolve_engine
+from rnnzoo.engines import Resolution, RunSpec, fused, fused_build, loop, resolve, resolve_engine
+from rnnzoo.errors import UserError
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
 
@@ -297,6 +297,7 @@ def test_tbptt_chunks_with_carried_state_equal_loop(ops, name):
 def test_supports_cpu_only(ops):
     cell = make_cell("ugrnn", 2)
     assert fused.supports(cell, torch.device("cpu"), 0.5)
+    assert fused.check(cell, RunSpec(torch.device("cpu"))) == (True, "")
     assert not fused.supports(cell, torch.device("cuda"), 0.0)
     assert fused.kernel_name(nn.Module()) is None
 
@@ -308,12 +309,37 @@ def test_auto_picks_fused_on_cpu(ops, name):
     assert resolve_engine("auto", cell, "cpu", recurrent_dropout=0.2) == "fused"
 
 
-def test_other_dtypes_run_the_loop_engine(ops):
+def test_other_dtypes_are_refused_by_name_and_skipped_by_auto(ops):
     cell = make_cell("gru", 2, dtype=torch.bfloat16)
-    x = torch.randn(4, 3, 2, dtype=torch.bfloat16)
-    ys, _ = fused.run(cell, x, cell.zero_state(3))
-    ys_ref, _ = loop.run(cell, x, cell.zero_state(3))
-    torch.testing.assert_close(ys, ys_ref)
+    spec = RunSpec(torch.device("cpu"), torch.bfloat16)
+    with pytest.raises(UserError, match="float32 and float64") as err:
+        resolve("fused", cell, spec)
+    assert "\n" not in str(err.value)
+    auto = resolve("auto", cell, spec)
+    assert auto.engine == "native" and "fused skipped" in auto.note
+
+
+def test_bf16_autocast_runs_the_kernels_in_float32(ops):
+    cell = make_cell("lstm", 2, dtype=torch.float32)
+    x, state, _ = inputs(cell, dtype=torch.float32, masked=False)
+    ys_ref, final_ref = fused.run(cell, x, state)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ys, final = fused.run(cell, x, state)
+    assert ys.dtype == torch.float32
+    assert torch.equal(ys, ys_ref) and torch.equal(final[1], final_ref[1])
+    spec = RunSpec(torch.device("cpu"), torch.float32, autocast=torch.bfloat16)
+    res = resolve("auto", cell, spec)
+    assert res == Resolution("fused", "bfloat16 autocast: fused kernels compute in float32")
+
+
+def test_model_reports_what_runs_under_autocast(ops):
+    model = SequenceClassifier("gru", 1, H, num_layers=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = model(torch.randn(6, 3, 1))
+    assert logits.dtype == torch.bfloat16  # the readout ran under autocast
+    report = model.engine_report()
+    assert report["engine"] == "fused" and report["engines"] == ["fused", "fused"]
+    assert "compute in float32" in report["engine_note"]
 
 
 @pytest.fixture
@@ -325,24 +351,24 @@ def broken_build(monkeypatch):
 
     fused_build.reset()
     monkeypatch.setattr(fused_build, "_build", fail)
-    monkeypatch.setattr(fused, "_warned_build", False)
     yield
     fused_build.reset()  # the next load_ops() loads the cached library again
 
 
-def test_fallback_warns_once_and_equals_loop(broken_build):
+def test_a_broken_build_is_never_run_under_the_fused_label(broken_build):
     cell = make_cell("lstm", 2)
-    x, state, mask = inputs(cell)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ref, got = run_both(cell, x, state, mask)
-        fused.run(cell, x, state, mask)  # a second call: no second warning
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 1, messages
-    assert "could not be built" in messages[0] and "command not found" in messages[0]
-    assert_same(ref, got, tol=0.0)  # it IS the loop engine
-    assert not fused.supports(cell, torch.device("cpu"), 0.0)
-    assert resolve_engine("auto", cell, "cpu") == "native"  # auto moves on
+    spec = RunSpec(torch.device("cpu"), F64)
+    auto = resolve("auto", cell, spec)
+    assert auto.engine == "native"  # auto moves on, and says why
+    assert "could not be built" in auto.note and "command not found" in auto.note
+    with pytest.raises(UserError, match="engine 'fused' cannot run LSTMCell.*command not found"):
+        resolve("fused", cell, spec)
+    x, state, _ = inputs(cell)
+    with pytest.raises(fused_build.FusedBuildError):
+        fused.run(cell, x, state)
+    model = SequenceClassifier("lstm", 1, H, engine="fused")
+    with pytest.raises(UserError, match="could not be built"):
+        model.resolve_engines()
 
 
 # --- the benchmark ---------------------------------------------------------------------------

@@ -1,11 +1,19 @@
 """Engines: how one cell runs over a whole sequence.
 
-An engine is a module with two functions:
+An engine is a module with two functions, and optionally a third:
 
 - ``supports(cell, device, recurrent_dropout) -> bool``: can it run this cell here? It must
-  be cheap and must not raise; an engine that cannot be built on this machine says False.
+  be cheap and must not raise.
 - ``run(cell, x, state, rec_mask) -> (ys, state)``: x (T, B, I) -> ys (T, B, output_size)
   and the final state (a tuple, see ``rnnzoo.cells.base``).
+- ``check(cell, spec) -> (ok, message)`` (optional): the real test for a ``RunSpec`` (device,
+  parameter dtype, autocast), done once at setup; it may build things (the fused engine
+  compiles its C++ library here). ``message`` says why not, or notes how it runs ("" if
+  nothing to say).
+
+``resolve(name, cell, spec)`` picks the engine once, at setup, and returns a ``Resolution``
+(engine name + note); an engine asked for by name that cannot run is a one-line UserError,
+and ``auto`` falls through its order for real, noting why it skipped an engine.
 
 The table maps names to modules: ``loop`` (reference, always works) and ``native``
 (torch/cuDNN kernels for built-in-equivalent cells) are always present. Optional engines
@@ -16,6 +24,7 @@ can also add itself with ``register_engine``. ``auto`` picks the first engine of
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from types import ModuleType
@@ -40,6 +49,35 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("fused", "scan", "native", "loop"),
     "cuda": ("native", "scan", "fused", "loop"),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Where and how a layer runs: device, parameter dtype, autocast dtype (None: off)."""
+
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    autocast: torch.dtype | None = None
+    recurrent_dropout: float = 0.0
+
+    def describe(self) -> str:
+        """E.g. "cpu", "cpu with float64 parameters", "cpu under bfloat16 autocast"."""
+        parts = [self.device.type]
+        if self.dtype != torch.float32:
+            parts.append(f"with {str(self.dtype).removeprefix('torch.')} parameters")
+        if self.autocast is not None:
+            parts.append(f"under {str(self.autocast).removeprefix('torch.')} autocast")
+        if self.recurrent_dropout:
+            parts.append(f"with recurrent_dropout={self.recurrent_dropout}")
+        return " ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """The engine chosen for one layer, and a note (fallback reasons, how it runs; "" if none)."""
+
+    engine: str
+    note: str = ""
 
 
 def register_engine(name: str, module: ModuleType) -> None:
@@ -92,37 +130,55 @@ def valid_engines(
     return [n for n in names if table[n].supports(cell, device, recurrent_dropout)]
 
 
-def _describe(cell: RecurrentCell, device: torch.device, recurrent_dropout: float) -> str:
-    what = f"{type(cell).__name__} on {device.type}"
-    return f"{what} with recurrent_dropout={recurrent_dropout}" if recurrent_dropout else what
+def _check(name: str, cell: RecurrentCell, spec: RunSpec) -> tuple[bool, str]:
+    """Can engine ``name`` run ``cell`` for ``spec``? (ok, reason or note)."""
+    module = engines()[name]
+    if not module.supports(cell, spec.device, spec.recurrent_dropout):
+        return False, ""
+    check = getattr(module, "check", None)
+    return check(cell, spec) if callable(check) else (True, "")
+
+
+def resolve(name: str, cell: RecurrentCell, spec: RunSpec) -> Resolution:
+    """The engine that really runs ``cell`` for ``spec``: ``name`` itself, or for "auto" the
+    first engine of ``AUTO_ORDER`` whose check passes (the note names the skipped ones and
+    why). Call once at setup: the fused engine's check builds its C++ library.
+
+    Raises:
+        UserError: unknown name, or the named engine cannot run this cell here (one line).
+    """
+    key = str(name).lower()
+    table = engines()
+    if key != "auto" and key not in table:
+        check_engine_name(name)
+    order = [key] if key != "auto" else valid_engines(cell, spec.device, spec.recurrent_dropout)
+    skipped = []
+    for engine in order:
+        ok, message = _check(engine, cell, spec)
+        if ok:
+            return Resolution(engine, "; ".join([*skipped, *([message] if message else [])]))
+        if message:
+            skipped.append(f"{engine} skipped: {message}")
+        if key != "auto":
+            valid = [e for e in valid_engines(cell, spec.device) if _check(e, cell, spec)[0]]
+            why = f" ({message})" if message else ""
+            raise UserError(
+                f"engine {name!r} cannot run {type(cell).__name__} on {spec.describe()}{why}; "
+                f"valid engines for it: {', '.join(['auto', *valid])}"
+            )
+    raise UserError(f"no engine can run {type(cell).__name__} on {spec.describe()}")
 
 
 def resolve_engine(
     name: str, cell: RecurrentCell, device: torch.device | str, recurrent_dropout: float = 0.0
 ) -> str:
-    """The engine to use: ``name`` itself if it supports the cell, or the fastest for "auto".
+    """``resolve(...).engine`` for float32 parameters without autocast.
 
     Raises:
         UserError: unknown name, or the named engine cannot run this cell/device/option.
     """
-    device = torch.device(device)
-    valid = valid_engines(cell, device, recurrent_dropout)
-    key = str(name).lower()
-    if key == "auto":
-        return valid[0]  # loop supports everything, so never empty
-    if key in valid:
-        return key
-    choices = ", ".join(["auto", *valid])
-    if key not in engines():
-        raise UserError(
-            f"unknown engine {name!r}; valid engines for "
-            f"{_describe(cell, device, recurrent_dropout)}: "
-            f"{choices}"
-        )
-    raise UserError(
-        f"engine {name!r} cannot run {_describe(cell, device, recurrent_dropout)}; "
-        f"valid engines for it: {choices}"
-    )
+    spec = RunSpec(torch.device(device), recurrent_dropout=recurrent_dropout)
+    return resolve(name, cell, spec).engine
 
 
 def check_engine_name(name: str) -> None:

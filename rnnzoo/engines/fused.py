@@ -27,34 +27,33 @@ outputs, batched over time (LRU: Re(C h) + D x; ``rnnzoo.cells.linear_recurrence
 every kernel against the ``loop`` engine (outputs and all gradients, with recurrent-dropout
 masks and carried states).
 
-Devices and dtypes: CPU, float32 and float64. ``supports`` says False on other devices: the
-C++ kernels work on raw CPU pointers. So on CUDA, ``auto`` picks ``native`` (cuDNN) for
-rnn, irnn, lstm and gru and ``loop`` for the other cells, and ``engine=fused`` on CUDA is a
-UserError naming the valid engines. Other dtypes, or CPU autocast, run the ``loop`` engine
-(logged once).
+Devices and dtypes: CPU, float32 and float64 parameters. ``supports`` (cheap) says False
+on other devices: the C++ kernels work on raw CPU pointers. ``check`` (at setup, through
+``rnnzoo.engines.resolve``) builds the library and says False, with the reason, when it
+cannot be built, when the cell's family is not in it, or for other parameter dtypes; then
+``auto`` moves on (``native``, ``loop``) and an explicit ``engine=fused`` is a UserError.
+There is no silent fallback inside ``run``.
 
-If the library cannot be built (no compiler, no ninja, a compile error), the first ``run``
-warns once and every call runs the ``loop`` engine instead; ``supports`` then says False, so
-``auto`` moves on to the next engine (``native`` where the cell has one).
+Under CPU autocast (``trainer.precision=bf16``) the kernels run in float32: ``run`` turns
+autocast off for the layer, casts its input and state to float32 and returns float32
+outputs (the next op, under autocast again, casts as it likes). ``check`` notes it.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnzoo.cells.base import RecurrentCell, State
-from rnnzoo.engines import fused_build, loop
+from rnnzoo.engines import fused_build
 
 log = logging.getLogger(__name__)
 
 _DTYPES = (torch.float32, torch.float64)
-_warned_build = False
-_logged_fallback: set[str] = set()
+AUTOCAST_NOTE = "{} autocast: fused kernels compute in float32"
 
 
 def kernel_name(cell: RecurrentCell) -> str | None:
@@ -64,9 +63,29 @@ def kernel_name(cell: RecurrentCell) -> str | None:
 
 
 def supports(cell: RecurrentCell, device: torch.device, recurrent_dropout: float) -> bool:
-    """CPU cells with a fused kernel, unless building the kernels already failed here."""
-    device = torch.device(device)
-    return device.type == "cpu" and kernel_name(cell) is not None and not fused_build.build_failed()
+    """CPU cells that name a fused kernel family; with recurrent dropout only when the
+    state is hidden_size wide (the mask's width)."""
+    if torch.device(device).type != "cpu" or kernel_name(cell) is None:
+        return False
+    sizes = getattr(cell, "state_sizes", (cell.hidden_size,))
+    return not recurrent_dropout or sizes[0] == cell.hidden_size
+
+
+def check(cell: RecurrentCell, spec) -> tuple[bool, str]:
+    """Can the kernels run ``cell`` for ``spec`` (a ``rnnzoo.engines.RunSpec``)? Builds the
+    library (once per process). Returns (ok, reason or note)."""
+    if spec.dtype not in _DTYPES:
+        return False, f"the fused kernels support float32 and float64, not {spec.dtype}"
+    try:
+        families = fused_build.load_ops().families()
+    except fused_build.FusedBuildError as err:
+        return False, f"the fused C++ kernels could not be built ({err})"
+    if kernel_name(cell) not in families:
+        return False, f"kernel family {kernel_name(cell)!r} is not in the fused library"
+    if spec.autocast is not None:
+        name = str(spec.autocast).removeprefix("torch.")
+        return True, AUTOCAST_NOTE.format(name)
+    return True, ""
 
 
 class _FusedSequence(torch.autograd.Function):
@@ -85,24 +104,25 @@ class _FusedSequence(torch.autograd.Function):
         ys, finals, saved = out[0], out[1 : 1 + n_state], out[1 + n_state :]
         ctx.set_materialize_grads(False)  # unused outputs get None, not (T, B, O) zeros
         if train:
-            ctx.kernel = kernel
-            ctx.saved = saved  # intermediates (c sequence, activations): not inputs/outputs
-            ctx.save_for_backward(x, w_ih, w_hh, extra, mask, ys, *state)
+            # everything through save_for_backward, intermediates (c sequence, activations)
+            # included: autograd frees them right after backward, not when the graph dies
+            ctx.kernel, ctx.n_state = kernel, n_state
+            ctx.save_for_backward(x, w_ih, w_hh, extra, mask, ys, *state, *saved)
         return (ys, *finals)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dys, *dstate):  # noqa: D102
         ops = fused_build.load_ops()
-        x, w_ih, w_hh, extra, mask, ys, *state = ctx.saved_tensors
+        x, w_ih, w_hh, extra, mask, ys, *rest = ctx.saved_tensors
+        state, saved = rest[: ctx.n_state], rest[ctx.n_state :]
         need_dx = ctx.needs_input_grad[4]
         # incoming gradients can be expanded views (the gradient of .sum() has stride 0)
         dys = None if dys is None else dys.contiguous()
         dstate = [None if d is None else d.contiguous() for d in dstate]
         grads = ops.backward(
-            ctx.kernel, x, w_ih, w_hh, extra, state, mask, ys, ctx.saved, dys, list(dstate),
-            need_dx,
-        )  # fmt: skip
+            ctx.kernel, x, w_ih, w_hh, extra, state, mask, ys, saved, dys, list(dstate), need_dx
+        )
         dx, dw_ih, db, dw_hh, dextra, *dstate0 = grads
         return (
             None,
@@ -125,67 +145,48 @@ def _cpu_autocast() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-def _fallback_reason(cell: RecurrentCell, x: Tensor, state: State) -> str | None:
-    """Why this call must run the loop engine instead (None: it can run fused)."""
-    if x.device.type != "cpu":
-        return f"the fused kernels run on CPU only, not {x.device.type}"
-    if x.dtype not in _DTYPES:
-        return f"the fused kernels support float32 and float64, not {x.dtype}"
-    if _cpu_autocast():
-        return "autocast is enabled"
-    if x.shape[0] == 0:
-        return "the sequence is empty"
-    dtypes = {p.dtype for p in cell.parameters()} | {s.dtype for s in state}
-    if dtypes != {x.dtype}:
-        return "the input, state and parameters have different dtypes"
-    return None
-
-
-def _run_loop(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, why: str):
-    if why not in _logged_fallback:
-        _logged_fallback.add(why)
-        log.info("fused engine: running the loop engine because %s", why)
-    return loop.run(cell, x, state, rec_mask)
-
-
 def run(
     cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None = None
 ) -> tuple[Tensor, State]:
-    """Run ``cell`` over ``x`` with its fused kernel.
+    """Run ``cell`` over ``x`` with its fused kernel (resolved at setup: see ``check``).
+
+    Under CPU autocast the layer runs with autocast off, in float32 (see the module
+    docstring).
 
     Args:
-        cell: a cell whose ``fused_kernel`` is known (see ``kernel_name``).
+        cell: a cell whose ``fused_kernel`` is in the library.
         x: input sequence (T, B, I).
-        state: initial state, a tuple of (B, H) tensors.
-        rec_mask: recurrent-dropout mask (B, H) applied to h where it enters the recurrent
+        state: initial state, a tuple of (B, N) tensors.
+        rec_mask: recurrent-dropout mask (B, N) applied to h where it enters the recurrent
             product at every step, or None.
 
     Returns:
         ys (T, B, cell.output_size) and the final state.
+
+    Raises:
+        FusedBuildError: the library cannot be built (``check`` says so at setup).
+        ValueError: the cell has no kernel, or input, state and parameters differ in dtype.
     """
-    global _warned_build
+    if _cpu_autocast():
+        with torch.autocast("cpu", enabled=False):
+            state = tuple(s.float() for s in state)
+            return _run(cell, x.float(), state, rec_mask)
+    return _run(cell, x, state, rec_mask)
+
+
+def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None):
     kernel = kernel_name(cell)
     if kernel is None:
         raise ValueError(f"{type(cell).__name__} has no fused kernel; use the loop engine")
-    why = _fallback_reason(cell, x, state)
-    if why is not None:
-        return _run_loop(cell, x, state, rec_mask, why)
-    try:
-        fused_build.load_ops()
-    except fused_build.FusedBuildError as err:
-        if not _warned_build:
-            _warned_build = True
-            warnings.warn(
-                f"rnnzoo: the fused C++ kernels could not be built ({err}); running the "
-                "loop engine instead (slower, same results)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        return loop.run(cell, x, state, rec_mask)
+    fused_build.load_ops()  # raises FusedBuildError before any work
     params = cell.fused_params()
     if params is None or params.kernel != kernel:
         raise ValueError(f"{type(cell).__name__}.fused_params() does not match fused_kernel")
     _, w_ih, bias, w_hh, extra = params
+    dtypes = {x.dtype, w_ih.dtype, *(s.dtype for s in state)}
+    if len(dtypes) != 1:
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+        raise ValueError(f"fused engine: input, state and parameters differ in dtype ({names})")
     empty = x.new_empty(0)
     if rec_mask is not None and callable(getattr(cell, "fused_mask", None)):
         rec_mask = cell.fused_mask(rec_mask)  # the kernel's state layout, e.g. packed states
