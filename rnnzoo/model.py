@@ -5,6 +5,8 @@ For ``num_layers`` L and D directions (D = 2 when bidirectional), ``layers`` hol
 layer, the reverse direction after the forward one; ``readout`` is
 ``nn.Linear(D * H, num_classes)``.
 
+- Readout and input maps are ``StableLinear`` (``nn.Linear`` whose weight gradients do not
+  depend on the thread count, see ``rnnzoo.engines.stable_linear``).
 - Input maps: only cells whose output is as wide as their input (``intersection`` / +RNN)
   need one: when such a layer's input width I != hidden_size, a ``nn.Linear(I, H)`` makes
   the layer's output hidden_size wide. (The rule is generic: a map is added whenever a cell
@@ -44,6 +46,7 @@ from torch import Tensor, nn
 from rnnzoo.cells.base import RecurrentCell, State
 from rnnzoo.dilation import check_dilations
 from rnnzoo.engines import RunSpec, check_engine_name
+from rnnzoo.engines.stable_linear import StableLinear
 from rnnzoo.errors import UserError
 from rnnzoo.layer import RecurrentLayer
 from rnnzoo.registry import create_cell, resolve_name
@@ -152,7 +155,7 @@ class SequenceClassifier(nn.Module):
                     )  # fmt: skip
                 )
         self.dropout = nn.Dropout(self.dropout_rate)
-        self.readout = nn.Linear(self.num_directions * self.hidden_size, self.num_classes)
+        self.readout = StableLinear(self.num_directions * self.hidden_size, self.num_classes)
         self._spec: RunSpec | None = None  # the spec of the last forward / resolve_engines
         self.register_load_state_dict_pre_hook(_remap_old_keys)
 
@@ -189,7 +192,7 @@ class SequenceClassifier(nn.Module):
         if cell.output_size == self.hidden_size:
             return nn.Identity(), cell
         # e.g. +RNN outputs its input width: map the input to H first
-        input_map = nn.Linear(layer_in, self.hidden_size)
+        input_map = StableLinear(layer_in, self.hidden_size)
         cell = self._create(self.hidden_size)
         if cell.output_size != self.hidden_size:
             raise ValueError(
