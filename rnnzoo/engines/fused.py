@@ -64,11 +64,12 @@ def kernel_name(cell: RecurrentCell) -> str | None:
 
 def supports(cell: RecurrentCell, device: torch.device, recurrent_dropout: float) -> bool:
     """CPU cells that name a fused kernel family; with recurrent dropout only when the
-    state is hidden_size wide (the mask's width)."""
+    state is hidden_size wide (the mask's width) or the cell maps the mask (``fused_mask``)."""
     if torch.device(device).type != "cpu" or kernel_name(cell) is None:
         return False
     sizes = getattr(cell, "state_sizes", (cell.hidden_size,))
-    return not recurrent_dropout or sizes[0] == cell.hidden_size
+    maps_mask = callable(getattr(cell, "fused_mask", None))
+    return not recurrent_dropout or sizes[0] == cell.hidden_size or maps_mask
 
 
 def check(cell: RecurrentCell, spec) -> tuple[bool, str]:
