@@ -36,6 +36,7 @@ IGNORED_KEYS = frozenset(
         "trainer.log_every_steps",
         "trainer.ckpt_every_steps",
         "trainer.diagnostics",
+        "trainer.threads",  # results do not depend on the thread count
     }
 )
 # the keys that name a configuration in every table row, with the metrics.json field that

@@ -26,6 +26,7 @@ class Row:
     not_completed: dict[str, int]
     seconds_per_epoch: float | None
     params: int | None
+    engine: str  # what ran (metrics.json ``engine``), "a, b" if runs differ, "" if unknown
 
 
 def summarize(group: Group) -> Row:
@@ -37,6 +38,7 @@ def summarize(group: Group) -> Row:
             others[run.status] += 1
     spe = [s for s in (r.metrics.get("seconds_per_epoch") for r in done) if _finite(s)]
     params = next((r.metrics["params"] for r in group.runs if r.metrics.get("params")), None)
+    engines = dict.fromkeys(str(r.metrics["engine"]) for r in done if r.metrics.get("engine"))
     return Row(
         group=group,
         test_acc=_mean_std([_percent(r.metrics.get("test_acc")) for r in done]),
@@ -45,6 +47,7 @@ def summarize(group: Group) -> Row:
         not_completed=dict(others),
         seconds_per_epoch=statistics.fmean(spe) if spe else None,
         params=params,
+        engine=", ".join(engines),
     )
 
 
@@ -70,6 +73,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
     with_setting = any(r.group.setting for r in rows)
     head = ["cell", "task", "hidden", "layers"] + (["setting"] if with_setting else [])
     head += ["params", "test acc (%)", "best val acc (%)", "seeds", "not completed", "s / epoch"]
+    head += ["engine"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(_align(h) for h in head) + "|"]
     for row in rows:
         cell, task, hidden, layers = (_cell_text(x) for x in row.group.name)
@@ -81,13 +85,14 @@ def markdown_table(rows: Sequence[Row]) -> str:
             str(row.seeds),
             ", ".join(f"{n} {s}" for s, n in sorted(row.not_completed.items())) or "—",
             f"{row.seconds_per_epoch:.1f}" if row.seconds_per_epoch is not None else "—",
+            row.engine or "—",
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _align(header: str) -> str:
-    return "---" if header in ("cell", "task", "setting") else "---:"
+    return "---" if header in ("cell", "task", "setting", "engine") else "---:"
 
 
 def _cell_text(value: Any) -> str:

@@ -8,6 +8,9 @@ Accuracies are fractions in [0, 1]; ``val_acc`` is the best validation accuracy 
 differ for cells with frozen weights, e.g. the ``esn`` reservoir). ``seconds`` is the wall
 time of the training loop (training and validation, summed over resumed sessions);
 ``epochs`` counts epochs trained, fractional when a run stopped mid-epoch.
+``engine`` is what actually ran (resolved at setup for the run's device and precision; "a/b"
+when layers differ), ``engines`` the per-layer list when they differ (else null) and
+``engine_note`` any fallback reason or how the engine runs (null when there is none).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ KEYS = (
     "num_layers",
     "seed",
     "engine",
+    "engines",
+    "engine_note",
     "history",
 )
 
@@ -88,11 +93,14 @@ def from_run(
     batches = job.num_batches if job is not None else 0
     epochs = p.epoch + (p.batch / batches if batches else 0.0)
     if job is not None:
+        engines = job.engine_report.get("engines") or []
         values.update(
             cell=job.model.cell_name,
             params=job.num_params,
             trainable_params=job.num_trainable_params,
             engine=job.engine,
+            engines=engines if len(set(engines)) > 1 else None,  # per layer when they differ
+            engine_note=job.engine_note or None,
         )
     return record(
         cfg,

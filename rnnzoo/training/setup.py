@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from rnnzoo.data import SequenceData, Split, build_data
+from rnnzoo.engines.denormal import flush_denormals
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.training import tbptt
 from rnnzoo.training.config import TrainerConfig
@@ -39,7 +40,7 @@ class Job:
     eval_batch_size: int
     num_batches: int  # training batches per epoch
     model: SequenceClassifier
-    engine: str
+    engine_report: dict[str, Any]  # model.engine_report(): what runs, per layer, and why
     tbptt_steps: int  # 0 = full BPTT
     optimizer: torch.optim.Optimizer
     scheduler: Any | None
@@ -55,6 +56,7 @@ class Job:
         settings = TrainerConfig.from_cfg(cfg.get("trainer"))
         device = select_device(cfg.get("device", "auto"), settings.precision)
         set_threads(settings.threads)
+        flush_denormals(settings.flush_denormal)  # after set_threads: every pool thread
         bf16 = settings.precision == "bf16"
         seed = seed_everything(cfg.get("seed", 0))  # before the model draws its init
         data = build_data(cfg.data, device)
@@ -75,7 +77,7 @@ class Job:
             eval_batch_size=int(cfg.data.eval_batch_size),
             num_batches=data.train.num_batches(batch_size, settings.limit_train_batches),
             model=model,
-            engine=model.engine_name,
+            engine_report=model.resolve_engines(device, torch.bfloat16 if bf16 else None),
             tbptt_steps=tbptt.check(
                 settings.tbptt_steps,
                 settings.tbptt_mode,
@@ -86,6 +88,16 @@ class Job:
             scheduler=build_scheduler(cfg.get("scheduler"), optimizer),
             config=run_config(cfg),
         )
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs (one name, or "a/b" when layers differ)."""
+        return self.engine_report["engine"]
+
+    @property
+    def engine_note(self) -> str:
+        """Why an engine fell back, or how it runs ("" when there is nothing to say)."""
+        return self.engine_report.get("engine_note") or ""
 
     @property
     def num_params(self) -> int:
@@ -112,7 +124,8 @@ class Job:
         return (
             f"{self.cfg.get('run_name')}: {m.cell_name} h={m.hidden_size} x{m.num_layers} "
             f"({self.num_params} params, {self.num_trainable_params} trainable, engine "
-            f"{self.engine}) on {self.device}, "
+            f"{self.engine}{f' ({self.engine_note})' if self.engine_note else ''}) on "
+            f"{self.device}, "
             f"{self.num_batches} batches of {self.batch_size} per epoch"
         )
 
@@ -127,6 +140,7 @@ class Job:
             "recurrent_dropout": m.recurrent_dropout,
             "bidirectional": m.bidirectional,
             "engine": self.engine,
+            "engine_note": self.engine_note,
             "data": c.data.name,
             "batch_size": self.batch_size,
             "optim": str(c.optim._target_).rsplit(".", 1)[-1],
@@ -137,5 +151,7 @@ class Job:
             "tbptt_mode": s.tbptt_mode,
             "clip_norm": s.clip_norm,
             "precision": s.precision,
+            "threads": torch.get_num_threads(),
+            "flush_denormal": s.flush_denormal,
             "seed": self.seed,
         }
