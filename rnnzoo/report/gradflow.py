@@ -105,12 +105,16 @@ def grad_flow(model: nn.Module, x: Tensor, y: Tensor) -> GradFlow:
         if step is None or passes == MAX_PASSES:
             break
         log2c += step
-    T = x.shape[0]
-    hops = np.arange(T - 1, -1, -1, dtype=np.float64)  # T - t for t = 1..T
     log10c = log2c * math.log10(2.0)
     with np.errstate(divide="ignore"):
-        curves = [np.log10(m) - hops * log10c for m in measured]
+        # hops T_l - t per layer: a dilated layer (time-to-batch) runs T/d cell steps
+        curves = [np.log10(m) - _hops(len(m)) * log10c for m in measured]
     return GradFlow(names, curves, log10c, passes)
+
+
+def _hops(n: int) -> np.ndarray:
+    """n - t for t = 1..n: how many scaled steps lie between step t and the last one."""
+    return np.arange(n - 1, -1, -1, dtype=np.float64)
 
 
 def _measure(model: nn.Module, x: Tensor, y: Tensor, scale: float) -> list[np.ndarray]:
