@@ -9,7 +9,11 @@ machine hit them all alike), with the median of ``repeats`` timings after ``warm
 - every engine that supports the cell (``loop``, ``native``, ``fused``, ``scan``);
 - ``builtin``: the torch.nn module where one exists (nn.RNN tanh for rnn, nn.RNN relu for
   irnn, nn.LSTM, nn.GRU) with a linear readout and Adam, the same data;
-- ``gemm``: the floor, the matrix multiplies alone at the same shapes. Per layer, the
+- ``gemm``: the floor, the matrix multiplies alone at the same shapes, read from the cell
+  contract: ``cell.fused_params()`` gives W_ih (G, I) and W_hh (G, K) of the kernel family
+  (LipschitzRNN's stacked [A; W], the LMU's one matrix on [h | m], a row cell's convolution
+  as a dense matrix); a cell without a family is read by torch's names, ``weight_ih`` and
+  ``weight_hh``, and has no floor without them. Per layer, the
   recurrent GEMMs step by step (forward h_{t-1} W_hh^T; backward dG_t W_hh and the weight
   gradient sum_t dG_t^T h_{t-1}), plus the input projection where it is a real GEMM, i.e.
   the layer's input is wider than 1 (layers > 1, and the +RNN whose model maps the input to
@@ -18,8 +22,10 @@ machine hit them all alike), with the median of ``repeats`` timings after ``warm
   Timed two ways, the faster counts: torch.mm per step from Python (weight gradient as one
   matmul), and the fused library's C++ loop of the same recurrent GEMMs (one thread per
   batch shard, per-step GEMMs, weight gradient over chunks of steps). IndRNN's recurrence
-  is element-wise: its only matrix multiplies are the input projection's, so its floor is
-  those memory-bound outer products, and its ratio is not comparable to the other cells';
+  is element-wise (so are minGRU's, minLSTM's and the LRU's): its only matrix multiplies
+  are the input projection's, so its floor is those memory-bound outer products, and its
+  ratio is not comparable to the other cells'. A frozen reservoir (esn) trains only its
+  readout: its floor is the forward GEMMs alone;
 - ``naive64``: how the original rnn_zoo trained: float64, a Python loop over time with
   per-step linear layers (``cell.input_projection`` on one step, then ``cell.step``),
   step-major over the layers. Slow at T = 784, so it has its own repeat count.
@@ -186,6 +192,10 @@ class _GemmLayer:
     backward: bool = True  # False: nothing in or below the layer trains (esn): forward only
 
 
+def _matrix(weight: Tensor | None) -> bool:
+    return weight is not None and weight.dim() == 2
+
+
 def _gemm_layers(model: SequenceClassifier) -> list[_GemmLayer]:
     layers = []
     trains = False  # does this layer or one below it have a trainable parameter?
@@ -197,12 +207,10 @@ def _gemm_layers(model: SequenceClassifier) -> list[_GemmLayer]:
         params = cell.fused_params()
         if params is not None:
             w_hh, w_ih = params.w_hh, params.w_ih
-            if w_hh is None and getattr(cell, "weight_ih", None) is None:
-                w_ih = None  # element-wise, no plain input weight (LRU)
-        else:
+        else:  # no kernel family (a user cell): torch's layout names, if it has them
             w_hh, w_ih = getattr(cell, "weight_hh", None), getattr(cell, "weight_ih", None)
-        rec = tuple(w_hh.shape) if w_hh is not None and w_hh.dim() == 2 else None
-        if w_ih is None:  # no plain input weight (LRU): no floor defined here
+        rec = tuple(w_hh.shape) if _matrix(w_hh) else None
+        if not _matrix(w_ih):  # no (G, I) input weight to read: no floor defined here
             continue
         inp = tuple(w_ih.shape) if (w_ih.shape[1] > 1 or rec is None) else None
         mapped = not isinstance(model.input_maps[k], nn.Identity)
@@ -321,9 +329,7 @@ def bench_cell(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, A
             contenders[engine] = engine_step(cfg, cell, engine, device)
     if cfg.builtin and cell in BUILTINS:
         contenders["builtin"] = builtin_step(cfg, cell, device)
-    # the floor reads torch's layout names (a 2-D weight_ih; not the row cells' kernels)
-    gemm = cfg.gemm and getattr(getattr(probe, "weight_ih", None), "ndim", 0) == 2
-    gemm_variants: dict[str, Callable] = gemm_steps(cfg, cell, device) if gemm else {}
+    gemm_variants: dict[str, Callable] = gemm_steps(cfg, cell, device) if cfg.gemm else {}
     for name, fn in gemm_variants.items():
         contenders[f"gemm_{name}"] = fn
 

@@ -1,0 +1,48 @@
+"""The benchmark's GEMM-only floor, read from the cell contract (``fused_params``): the
+shapes of the matrix multiplies it times for each kind of cell, and a floor row for cells
+whose parameters do not carry torch's names (the LMU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnnzoo.benchmark import BenchConfig, _gemm_layers, run_benchmark
+from rnnzoo.model import SequenceClassifier
+
+H = 8
+
+
+def layers(cell: str, input_size: int = 1, num_layers: int = 1, **kw):
+    model = SequenceClassifier(cell, input_size, H, 10, num_layers, engine="loop", cell_kwargs=kw)
+    return [(layer.rec, layer.inp, layer.dx, layer.backward) for layer in _gemm_layers(model)]
+
+
+@pytest.mark.parametrize(
+    ("cell", "gates"), [("rnn", 1), ("irnn", 1), ("lstm", 4), ("gru", 3), ("peephole", 4)]
+)
+def test_classic_floor_is_the_recurrent_gemm_and_the_wide_input_projection(cell, gates):
+    G = gates * H
+    assert layers(cell) == [((G, H), None, False, True)]  # one pixel: an outer product
+    assert layers(cell, input_size=3) == [((G, H), (G, 3), False, True)]
+    assert layers(cell, num_layers=2)[1] == ((G, H), (G, H), True, True)  # dx for layer 1
+
+
+def test_element_wise_cells_floor_is_their_input_projection():
+    assert layers("indrnn") == [(None, (H, 1), False, True)]
+    assert layers("lru") == [(None, (2 * H, 1), False, True)]  # [gamma B_re; gamma B_im]
+
+
+def test_lmu_floor_is_its_packed_matrix():
+    d = 5
+    assert layers("lmu", order=d) == [((H + d, H + d), None, False, True)]
+    assert layers("lmu", input_size=3, order=d) == [((H + d, H + d), (H + d, 3), False, True)]
+
+
+def test_lmu_gets_a_floor_row_and_its_ratio():
+    cfg = BenchConfig(
+        batch_size=2, hidden_size=4, seq_len=3, cells=["lmu"], engines=["loop"], repeats=1,
+        warmup=0, naive=False,
+    )  # fmt: skip
+    res = run_benchmark(cfg)["cells"]["lmu"]
+    assert res["gemm"]["ms_per_step"] > 0
+    assert res["engines"]["loop"]["ratio_vs_gemm"] > 0
