@@ -12,14 +12,16 @@ import sysconfig
 from importlib.machinery import PathFinder
 
 # This file is named like the standard library's ``inspect`` and Python puts the script's
-# directory first on the import path, so torch's ``import inspect`` would find this file.
-# Load the standard library's module under its name first (the import path is untouched).
+# directory first on the import path, so ``import inspect`` (torch's, numpy's) finds this file,
+# also when a sibling script (scripts/benchmark.py) runs. Load the standard library's module
+# under its name (the import path is untouched); imported as ``inspect``, this file replaces
+# itself by it and goes no further (``import`` returns what sys.modules holds at the end).
 _spec = PathFinder.find_spec("inspect", [sysconfig.get_paths()["stdlib"]])
-if _spec is not None and "inspect" not in sys.modules:
+if _spec is not None and (__name__ == "inspect" or "inspect" not in sys.modules):
     sys.modules["inspect"] = _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)
 
-from rnnzoo.report.inspect_cli import main  # noqa: E402  (after the stdlib inspect)
-
 if __name__ == "__main__":
+    from rnnzoo.report.inspect_cli import main
+
     sys.exit(main())
