@@ -7,13 +7,13 @@
 
 Per cell: every engine (loop, native, fused), the torch.nn built-in, the GEMM-only floor and
 the float64 per-step loop the original rnn_zoo used; the median of --repeats interleaved
-timings after --warmup steps. The logic and the definitions live in rnnzoo/benchmark.py;
-this script is the console entry point ``rnnzoo-bench`` (rnnzoo/benchmark_cli.py).
+timings after --warmup steps. The logic and the definitions live in rnnzoo/bench/;
+this script is the console entry point ``rnnzoo-bench`` (rnnzoo/bench/cli.py).
 """
 
 import sys
 
-from rnnzoo.benchmark_cli import main
+from rnnzoo.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from rnnzoo.benchmark import BenchConfig, _gemm_layers, run_benchmark
+from rnnzoo.bench import BenchConfig, run_benchmark
+from rnnzoo.bench.floor import gemm_layers
 from rnnzoo.model import SequenceClassifier
 
 H = 8
@@ -14,7 +15,7 @@ H = 8
 
 def layers(cell: str, input_size: int = 1, num_layers: int = 1, **kw):
     model = SequenceClassifier(cell, input_size, H, 10, num_layers, engine="loop", cell_kwargs=kw)
-    return [(layer.rec, layer.inp, layer.dx, layer.backward) for layer in _gemm_layers(model)]
+    return [(layer.rec, layer.inp, layer.dx, layer.backward) for layer in gemm_layers(model)]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnnzoo.bench_memory import CONTENDERS, MemoryConfig, format_memory, run_memory
+from rnnzoo.bench.memory import CONTENDERS, MemoryConfig, format_memory, run_memory
 
 
 def test_memory_mode_reports_every_contender():

@@ -140,7 +140,7 @@ def test_channels_default_from_hidden_size_and_explicit_channels_agree():
 
 
 def test_benchmark_times_the_row_cells_at_the_row_view_shape(capsys):
-    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+    from rnnzoo.bench import BenchConfig, format_table, run_benchmark
 
     cfg = BenchConfig(cells=["convrnn"], batch_size=2, repeats=1, warmup=0, builtin=False)
     report = run_benchmark(cfg)

@@ -171,11 +171,11 @@ def test_fused_engine_keeps_no_per_step_buffers_in_training(monkeypatch):
 
 
 def test_benchmark_floor_of_a_frozen_reservoir_is_forward_only():
-    from rnnzoo.benchmark import _gemm_layers
+    from rnnzoo.bench.floor import gemm_layers
 
     torch.manual_seed(0)
     esn = SequenceClassifier("esn", 1, 8, num_layers=2, engine="loop")
     rnn = SequenceClassifier("rnn", 1, 8, num_layers=2, engine="loop")
-    assert [layer.backward for layer in _gemm_layers(esn)] == [False, False]
-    assert [layer.dx for layer in _gemm_layers(esn)] == [False, False]
-    assert [layer.backward for layer in _gemm_layers(rnn)] == [True, True]
+    assert [layer.backward for layer in gemm_layers(esn)] == [False, False]
+    assert [layer.dx for layer in gemm_layers(esn)] == [False, False]
+    assert [layer.backward for layer in gemm_layers(rnn)] == [True, True]

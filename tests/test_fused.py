@@ -375,7 +375,7 @@ def test_a_broken_build_is_never_run_under_the_fused_label(broken_build):
 
 
 def test_benchmark_writes_every_ratio(tmp_path, ops):
-    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+    from rnnzoo.bench import BenchConfig, format_table, run_benchmark
 
     cfg = BenchConfig(
         batch_size=4, hidden_size=8, seq_len=6, cells=["lstm", "indrnn"], repeats=2,

@@ -257,7 +257,7 @@ def test_sweep_with_a_zoo_cell_and_the_results_table(user_dir, tiny_mnist_root, 
 
 
 def test_benchmark_takes_module_class_names(user_dir):
-    from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+    from rnnzoo.bench import BenchConfig, format_table, run_benchmark
 
     (user_dir / "plaincells.py").write_text(
         textwrap.dedent(

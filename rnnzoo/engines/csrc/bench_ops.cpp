@@ -1,5 +1,5 @@
 // Benchmark-only ops: torch.ops.rnnzoo_fused.{gemm_only, profile, config}. The GEMM-only
-// floor of rnnzoo/benchmark.py, the per-phase profile of the drivers, and the tuning knobs
+// floor of rnnzoo/bench/floor.py, the per-phase profile of the drivers, and the tuning knobs
 // (for measurements and tests). Training never calls them.
 #include "runtime.h"
 

@@ -9,7 +9,7 @@
 
 Per cell: every engine (loop, native, fused), the torch.nn built-in, the GEMM-only floor and
 the float64 per-step loop the original rnn_zoo used; the median of --repeats interleaved
-timings after --warmup steps. The logic and the definitions live in rnnzoo/benchmark.py.
+timings after --warmup steps. The logic and the definitions live in rnnzoo/bench/.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from rnnzoo.benchmark import BenchConfig, format_table, run_benchmark
+from rnnzoo.bench import BenchConfig, format_table, run_benchmark
 from rnnzoo.errors import UserError, print_error
 
 
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _memory(args: argparse.Namespace) -> int:
-    """--memory: each contender in a fresh subprocess (see rnnzoo/bench_memory.py)."""
-    from rnnzoo.bench_memory import MemoryConfig, format_memory, run_memory
+    """--memory: each contender in a fresh subprocess (see rnnzoo/bench/memory.py)."""
+    from rnnzoo.bench.memory import MemoryConfig, format_memory, run_memory
 
     cfg = MemoryConfig(
         batch_size=args.batch_size,

@@ -89,7 +89,7 @@ def run_memory(cfg: MemoryConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"config": dataclasses.asdict(cfg), "contenders": {}}
     for contender in CONTENDERS:
         args = json.dumps([contender, dataclasses.asdict(cfg)])
-        code = f"import json, sys; from rnnzoo import bench_memory as m; m._child({args!r})"
+        code = f"import json, sys; from rnnzoo.bench import memory as m; m._child({args!r})"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"memory run of {contender} failed: {out.stderr.strip()[-500:]}")
