@@ -9,6 +9,7 @@ import pytest
 import torch
 from cell_reference import F64, H, I, assert_matches_reference, randomize_
 
+from rnnzoo.cells.exprnn import skew_expm
 from rnnzoo.registry import create_cell
 
 
@@ -48,6 +49,38 @@ def test_matches_paper_equations(masked, kw):
     with torch.no_grad():  # modReLU's kink: keep |z| + b away from 0 in this test
         cell.bias.fill_(0.05)
     assert_matches_reference(cell, ref_exprnn, masked, tol=1e-9)
+
+
+def skew_cases():
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(7, 7, generator=g, dtype=F64)
+    blocks = torch.zeros(6, 6, dtype=F64)
+    blocks[0, 1] = blocks[2, 3] = blocks[4, 5] = 0.8  # three equal 2x2 blocks: +-0.8i, thrice
+    return {"random": p - p.T, "zero": torch.zeros(5, 5, dtype=F64), "repeated": blocks - blocks.T}
+
+
+@pytest.mark.parametrize("case", ["random", "zero", "repeated"])
+def test_skew_expm_and_its_gradient_match_torch_float64(case):
+    a = skew_cases()[case]
+    g = torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    ours, ref = a.clone().requires_grad_(), a.clone().requires_grad_()
+    w_ours, w_ref = skew_expm(ours), torch.linalg.matrix_exp(ref)
+    (w_ours * g).sum().backward()
+    (w_ref * g).sum().backward()  # the gradient w.r.t. a general A, as torch defines it
+    torch.testing.assert_close(w_ours, w_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=0, atol=1e-11)
+
+
+def test_skew_expm_float32_gradient_is_close_to_float64():
+    torch.manual_seed(0)
+    a = create_cell("exprnn", 1, 64).skew().detach().double()
+    g = 30 * torch.randn(64, 64, dtype=F64)
+    grads = []
+    for dtype in (torch.float32, F64):
+        leaf = a.to(dtype).requires_grad_()
+        (skew_expm(leaf) * g.to(dtype)).sum().backward()
+        grads.append(leaf.grad.double())
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-5 * grads[1].abs().max())
 
 
 @pytest.mark.parametrize("skew_init", ["cayley", "henaff"])
