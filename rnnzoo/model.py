@@ -357,10 +357,11 @@ class SequenceClassifier(nn.Module):
         D = self.num_directions
         for layer in range(self.num_layers):
             outs = []
+            is_top = layer == self.num_layers - 1  # the readout needs its last step only
             for k in range(layer * D, layer * D + D):
-                ys, last = self.layers[k](inp, tuple(state[k]), masks[k], spec)
+                ys, last = self.layers[k](inp, tuple(state[k]), masks[k], spec, is_top)
                 final.append(last)
-                outs.append(ys)  # (T, B, H) aligned by position
+                outs.append(ys)  # (T, B, H) aligned by position; (1, B, H) on top
             inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D*H)
             if layer < self.num_layers - 1:
                 inp = self.dropout(inp)

@@ -203,3 +203,41 @@ def test_auto_and_errors():
         cell = rnnzoo.create_cell(name, 1, 4)
         assert resolve_engine("auto", cell, "cuda") == "scan"  # no cuDNN or C++ kernel there
         assert resolve_engine("auto", cell, "cpu") in ("fused", "scan")
+
+
+@pytest.mark.parametrize("engine", ["fused", "scan", "loop"])
+@pytest.mark.parametrize("name", CELLS)
+def test_last_only_output_is_the_last_step_of_the_full_output(name, engine):
+    """The top layer maps only its last state to an output (``last_only``): the same value
+    and the same gradients as the last step of the full (T, B, O) output."""
+    cell = _cell(name, block="glu")
+    x = torch.randn(9, 3, 3, dtype=F64, requires_grad=True)
+    state = (torch.randn(3, cell.state_sizes[0], dtype=F64, requires_grad=True),)
+    ys, final = run_layer(engine, cell, x, state)
+    last, final_last = run_layer(engine, cell, x, state, last_only=True)
+    assert last.shape == (1, 3, cell.output_size)
+    torch.testing.assert_close(last, ys[-1:], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(final_last[0], final[0], rtol=1e-12, atol=1e-12)
+    inputs = [x, *state, *cell.parameters()]
+    g_full = torch.autograd.grad(ys[-1].sin().sum() + final[0].sum(), inputs)
+    g_last = torch.autograd.grad(last[0].sin().sum() + final_last[0].sum(), inputs)
+    for a, b in zip(g_last, g_full, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["fused", "scan"])
+def test_top_layer_last_only_in_bidirectional_dilated_stack_equals_loop(engine):
+    """Bidirectional, dilated 2-layer LRU stack: logits and every gradient equal the loop's
+    (the top layer reads position T-1 forward and position 0 backward)."""
+    x = torch.randn(11, 3, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    out = []
+    for eng in ("loop", engine):
+        torch.manual_seed(0)
+        model = SequenceClassifier(
+            "lru", 2, 6, num_layers=2, bidirectional=True, dilations=[1, 2], engine=eng
+        ).to(F64)
+        logits, _ = model(x)
+        out.append((logits, torch.autograd.grad(logits.logsumexp(1).sum(), model.parameters())))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-12)
+    for a, b in zip(out[1][1], out[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)

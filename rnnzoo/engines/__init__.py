@@ -5,7 +5,10 @@ An engine is a module with two functions, and optionally a third:
 - ``supports(cell, device, recurrent_dropout) -> bool``: can it run this cell here? It must
   be cheap and must not raise.
 - ``run(cell, x, state, rec_mask) -> (ys, state)``: x (T, B, I) -> ys (T, B, output_size)
-  and the final state (a tuple, see ``rnnzoo.cells.base``).
+  and the final state (a tuple, see ``rnnzoo.cells.base``). An engine that maps states to
+  outputs batched over time (``output_map``: LRU, block outputs) may also take
+  ``last_only=True`` and say so with a module attribute ``LAST_ONLY = True``: it then maps
+  only the last step (the top layer's readout needs nothing else).
 - ``check(cell, spec) -> (ok, message)`` (optional): the real test for a ``RunSpec`` (device,
   parameter dtype, autocast), done once at setup; it may build things (the fused engine
   compiles its C++ library here). ``message`` says why not, or notes how it runs ("" if
@@ -188,12 +191,23 @@ def check_engine_name(name: str) -> None:
 
 
 def run_layer(
-    engine: str, cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None = None
+    engine: str,
+    cell: RecurrentCell,
+    x: Tensor,
+    state: State,
+    rec_mask: Tensor | None = None,
+    last_only: bool = False,
 ) -> tuple[Tensor, State]:
     """Run ``cell`` over ``x`` (T, B, I) with the named engine (already resolved, not "auto").
 
+    Args:
+        last_only: return only the last step's output (1, B, O). Engines with
+            ``LAST_ONLY`` then skip the per-step output map of the other T-1 steps; the
+            rest compute every step and are sliced.
+
     Returns:
-        ys (T, B, cell.output_size) and the final state.
+        ys (T, B, cell.output_size), or (1, B, cell.output_size) when ``last_only``, and
+        the final state.
     """
     module = _ENGINES.get(engine) or engines().get(engine)
     if module is None:
@@ -203,4 +217,9 @@ def run_layer(
             f"unknown engine {engine!r}; valid engines for {type(cell).__name__} on "
             f"{x.device.type}: {valid}"
         )
-    return module.run(cell, x, state, rec_mask)
+    if not last_only:
+        return module.run(cell, x, state, rec_mask)
+    if getattr(module, "LAST_ONLY", False):
+        return module.run(cell, x, state, rec_mask, last_only=True)
+    ys, final = module.run(cell, x, state, rec_mask)
+    return ys[-1:], final

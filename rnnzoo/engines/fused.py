@@ -23,7 +23,8 @@ Each cell says how its parameters map onto its kernel family (``cell.fused_param
 ``rnnzoo.cells.base.FusedParams``), so this engine holds no per-cell tables. Two optional
 cell hooks: ``fused_mask(rec_mask)`` maps the (B, H) mask onto the kernel's state layout
 (packed states), and ``output_map(x, ys)`` turns the kernel's state sequence into the
-outputs, batched over time (LRU: Re(C h) + D x; ``rnnzoo.cells.linear_recurrence``); the tests check
+outputs, batched over time (LRU: Re(C h) + D x; ``rnnzoo.cells.linear_recurrence``), or for
+the last step only when the layer asks (``last_only``: the top layer); the tests check
 every kernel against the ``loop`` engine (outputs and all gradients, with recurrent-dropout
 masks and carried states).
 
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _DTYPES = (torch.float32, torch.float64)
 AUTOCAST_NOTE = "{} autocast: fused kernels compute in float32"
+#: ``run`` takes ``last_only`` (see ``rnnzoo.engines.run_layer``)
+LAST_ONLY = True
 
 
 def kernel_name(cell: RecurrentCell) -> str | None:
@@ -147,7 +150,11 @@ def _cpu_autocast() -> bool:
 
 
 def run(
-    cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None = None
+    cell: RecurrentCell,
+    x: Tensor,
+    state: State,
+    rec_mask: Tensor | None = None,
+    last_only: bool = False,
 ) -> tuple[Tensor, State]:
     """Run ``cell`` over ``x`` with its fused kernel (resolved at setup: see ``check``).
 
@@ -160,9 +167,11 @@ def run(
         state: initial state, a tuple of (B, N) tensors.
         rec_mask: recurrent-dropout mask (B, N) applied to h where it enters the recurrent
             product at every step, or None.
+        last_only: map only the last step's state to an output.
 
     Returns:
-        ys (T, B, cell.output_size) and the final state.
+        ys (T, B, cell.output_size), (1, B, cell.output_size) when ``last_only``, and the
+        final state.
 
     Raises:
         FusedBuildError: the library cannot be built (``check`` says so at setup).
@@ -171,11 +180,11 @@ def run(
     if _cpu_autocast():
         with torch.autocast("cpu", enabled=False):
             state = tuple(s.float() for s in state)
-            return _run(cell, x.float(), state, rec_mask)
-    return _run(cell, x, state, rec_mask)
+            return _run(cell, x.float(), state, rec_mask, last_only)
+    return _run(cell, x, state, rec_mask, last_only)
 
 
-def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None):
+def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, last_only: bool):
     kernel = kernel_name(cell)
     if kernel is None:
         raise ValueError(f"{type(cell).__name__} has no fused kernel; use the loop engine")
@@ -204,6 +213,8 @@ def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None):
     train = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     outs = _FusedSequence.apply(kernel, mask, len(state), train, *tensors)
     ys = outs[0]
+    if last_only:
+        x, ys = x[-1:], ys[-1:]
     if callable(getattr(cell, "output_map", None)):
         ys = cell.output_map(x, ys)  # a per-step output of (x_t, h_t), batched over time
     elif ys.shape[-1] != cell.output_size:  # a packed state [h | m]: its first columns (LMU)

@@ -47,6 +47,8 @@ from rnnzoo.cells.linear_recurrence import Recurrence
 
 #: the methods a cell needs (see rnnzoo.cells.linear_recurrence)
 PROTOCOL = ("recurrence", "to_scan", "from_scan", "output_map")
+#: ``run`` takes ``last_only`` (see ``rnnzoo.engines.run_layer``)
+LAST_ONLY = True
 
 
 def supports(cell: RecurrentCell, device: torch.device, recurrent_dropout: float) -> bool:
@@ -133,7 +135,11 @@ def _masked_log_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, mask: Tensor | No
 
 
 def run(
-    cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None = None
+    cell: RecurrentCell,
+    x: Tensor,
+    state: State,
+    rec_mask: Tensor | None = None,
+    last_only: bool = False,
 ) -> tuple[Tensor, State]:
     """Run ``cell`` over ``x`` with a parallel scan over time.
 
@@ -142,9 +148,11 @@ def run(
         x: input sequence (T, B, I).
         state: initial state (h,), h (B, S).
         rec_mask: recurrent-dropout mask (B, hidden_size) or None.
+        last_only: map only the last step's state to an output.
 
     Returns:
-        ys (T, B, cell.output_size) and the final state (h_T,).
+        ys (T, B, cell.output_size), (1, B, cell.output_size) when ``last_only``, and the
+        final state (h_T,).
     """
     if not supports(cell, x.device, 0.0):
         raise ValueError(f"{type(cell).__name__} has no scan protocol; use the loop engine")
@@ -152,4 +160,6 @@ def run(
     xp = cell.input_projection(x)  # (T, B, P)
     hs = scan(cell.recurrence(xp), cell.to_scan(h0), rec_mask)  # (T, B, K)
     hs = cell.from_scan(hs)  # (T, B, S)
+    if last_only:
+        return cell.output_map(x[-1:], hs[-1:]), (hs[-1],)
     return cell.output_map(x, hs), (hs[-1],)
