@@ -109,6 +109,24 @@ def test_fused_equals_loop_with_several_shards(ops, name):
     assert_same(ref, got)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_last_only_equals_the_last_step_of_loop(ops, name):
+    """``last_only`` (the top layer) reads the last output from the kernel's final state:
+    the loop's last output, and the same gradients, for every family (masked)."""
+    cell = make_cell(name, 3)
+    x, state, mask = inputs(cell)
+    results = []
+    for last_only in (False, True):
+        engine = fused.run if last_only else loop.run
+        kwargs = {"last_only": True} if last_only else {}
+        ys, final = engine(cell, x, state, mask, **kwargs)
+        ys = ys[-1:]
+        loss = (ys * ys).sum() + sum((0.3 * s * s).sum() for s in final)
+        results.append((ys, final, torch.autograd.grad(loss, [x, *state, *trainable(cell)])))
+    assert results[1][0].shape == (1, B, cell.output_size)
+    assert_same(*results)
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru", "intersection"])
 def test_weight_gradient_chunks_of_one_step(ops, name):
     # chunk rows 1 -> one flush per step; the default accumulates several steps per GEMM

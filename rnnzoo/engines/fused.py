@@ -188,7 +188,7 @@ def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, 
     kernel = kernel_name(cell)
     if kernel is None:
         raise ValueError(f"{type(cell).__name__} has no fused kernel; use the loop engine")
-    fused_build.load_ops()  # raises FusedBuildError before any work
+    ops = fused_build.load_ops()  # raises FusedBuildError before any work
     params = cell.fused_params()
     if params is None or params.kernel != kernel:
         raise ValueError(f"{type(cell).__name__}.fused_params() does not match fused_kernel")
@@ -214,7 +214,9 @@ def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, 
     outs = _FusedSequence.apply(kernel, mask, len(state), train, *tensors)
     ys = outs[0]
     if last_only:
-        x, ys = x[-1:], ys[-1:]
+        # where the output is the state, read the last one from the final state: backward
+        # then never fills a (T, B, O) zero gradient for the unused steps
+        x, ys = x[-1:], outs[1].unsqueeze(0) if ops.state_output(kernel) else ys[-1:]
     if callable(getattr(cell, "output_map", None)):
         ys = cell.output_map(x, ys)  # a per-step output of (x_t, h_t), batched over time
     elif ys.shape[-1] != cell.output_size:  # a packed state [h | m]: its first columns (LMU)

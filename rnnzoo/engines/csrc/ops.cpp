@@ -48,6 +48,14 @@ std::vector<std::string> family_names() {
   return names;
 }
 
+// whether the family's output y_t is its state h_t (or a prefix of it), so that the last
+// output is the final state; false for families that write their own y_t (kOwn)
+bool state_output_op(const std::string& name) {
+  const auto it = family_registry().find(name);
+  TORCH_CHECK(it != family_registry().end(), "unknown fused kernel family '", name, "'");
+  return it->second.f32(1, 1).output != Output::kOwn;
+}
+
 // the registered family `name`; f(kernel) with its float or double kernel for x's dtype
 template <typename F>
 std::vector<Tensor> with_family(const std::string& name, const Tensor& x, int64_t N,
@@ -133,5 +141,6 @@ TORCH_LIBRARY(rnnzoo_fused, m) {
       "-> Tensor[]",
       &rnnzoo_fused::backward_op);
   m.def("families() -> str[]", &rnnzoo_fused::family_names);
+  m.def("state_output(str cell) -> bool", &rnnzoo_fused::state_output_op);
   m.def("flush_denormal(bool enable) -> bool", &rnnzoo_fused::flush_denormal_op);
 }
