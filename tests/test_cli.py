@@ -59,6 +59,14 @@ def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProc
             ["-m", "model=lstm,gru", "optim=sgd", "model.hidden_size=16,32", "seed=0,1"],
         ),
         (
+            ["--model-type=mycells:LeakyRNN", "--hx=32"],
+            ["model=custom", "model.cell=mycells:LeakyRNN", "model.hidden_size=32"],
+        ),
+        (
+            ["-m", "--model-type=pkg.cells:A,lstm"],
+            ["-m", "model=custom", "model.cell=pkg.cells:A,lstm"],
+        ),
+        (
             ["--multirun", "--lr=tag(log,interval(1e-4,1e-2))"],
             ["--multirun", "optim.lr=tag(log,interval(1e-4,1e-2))"],
         ),
@@ -108,6 +116,8 @@ def test_hydra_flags_and_overrides_pass_through_untouched() -> None:
         (["--rec_drop=-0.5"], "--rec_drop expects a number in [0, 1)"),
         (["--seed=-3"], "--seed expects an integer >= 0"),
         (["--model-type=lsmt"], "unknown cell 'lsmt' (did you mean 'lstm'?); valid: convlstm,"),
+        (["--model-type=my-cells:A"], "--model-type: 'my-cells:A' is not module:Class"),
+        (["--model-type=mycells:"], "--model-type: 'mycells:' is not module:Class"),
         (["--task=mnist"], "unknown task 'mnist' (did you mean 'smnist'?); valid: seqmnist,"),
         (["--hiden=5"], "unknown flag --hiden; classic flags: --model-type, --hx"),
         (["--epoch=5"], "unknown flag --epoch (did you mean '--epochs'?)"),

@@ -73,6 +73,11 @@ def _float(ok: Callable[[float], bool], what: str) -> Callable[[str, str], str]:
 def _model_type(flag: str, text: str) -> str:
     from rnnzoo import cell_aliases, list_cells  # imports torch: only when the flag is used
 
+    if ":" in text:  # a user cell, module:Class (imported and checked when the model is built)
+        module, _, cls = text.partition(":")
+        if not (all(p.isidentifier() for p in module.split(".")) and cls.isidentifier()):
+            raise UsageError(f"{flag}: {text!r} is not module:Class (e.g. mycells:LeakyRNN)")
+        return text
     key = text.lower()
     aliases = cell_aliases()
     if key in list_cells():
@@ -118,7 +123,7 @@ def classic_flags(conf_dir: Path | None = None) -> dict[str, Flag]:
     return {
         "model-type": Flag(
             "model",
-            "cell: registry name or alias (lstm, gru, rnn+...)",
+            "cell: registry name, alias (lstm, gru, rnn+...) or module:Class",
             _model_type,
             metavar="NAME",
         ),
@@ -191,7 +196,11 @@ def translate(argv: Sequence[str], conf_dir: Path | None = None) -> list[str]:
                 raise UsageError(f"{name} needs a value: {name}=<{spec.metavar}>")
             text = args[i]
             i += 1
-        out.append(f"{spec.key}={_value(name, spec, text)}")
+        value = _value(name, spec, text)
+        if spec.key == "model" and ":" in value:  # user cells run under model=custom
+            out += ["model=custom", f"model.cell={value}"]
+        else:
+            out.append(f"{spec.key}={value}")
     return out
 
 
