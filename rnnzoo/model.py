@@ -374,9 +374,8 @@ class SequenceClassifier(nn.Module):
         """The spec of this forward: x's device, the parameters' dtype, the autocast state."""
         dev = x.device.type
         autocast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        spec = self.run_spec(x.device, autocast)
-        self._spec = spec
-        return spec
+        self._spec = self.run_spec(x.device, autocast)
+        return self._spec
 
 
 def _remap_old_keys(module, state_dict, prefix, *args) -> None:
