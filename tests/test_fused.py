@@ -177,7 +177,7 @@ def test_buffers_for_backward_only_with_a_graph(ops, monkeypatch):
     assert seen == [False, False, True]
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "peephole", "intersection"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "peephole", "intersection", "mingru", "minlstm"])
 def test_float32_close_to_loop(ops, name):
     cell = make_cell(name, 3, dtype=torch.float32)
     x, state, mask = inputs(cell, dtype=torch.float32)
