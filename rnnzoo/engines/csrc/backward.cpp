@@ -7,42 +7,10 @@
 // The shards' partial gradients are summed at the end in shard order, so the result does
 // not depend on the number of threads.
 #include "drivers.h"
+#include "input_ops.h"
 
 namespace rnnzoo_fused {
 namespace {
-
-// dWin (I + 1, G) += [x | 1]^T dX over R rows, for inputs of at most kSmallInput. Row by
-// row: the running sums stay in L1 and every row's update is independent, where a loop
-// over rows per column chained one fma per row (measured: a third of minLSTM's sMNIST
-// backward). The same additions in the same order, so the same bits.
-template <typename T>
-void accumulate_small_input(int64_t R, int64_t I, int64_t G, const T* x, const T* dX,
-                            T* dWin) {
-  for (int64_t r = 0; r < R; ++r) {
-    const T* v = dX + r * G;
-    for (int64_t i = 0; i < I; ++i) {
-      const Vec<T> xi(x[r * I + i]);
-      T* w = dWin + i * G;
-      for_lanes<T>(G, [&](int64_t j, int64_t n) {
-        vstore(w + j, at::vec::fmadd(xi, vload(v + j, n), vload(w + j, n)), n);
-      });
-    }
-    T* w = dWin + I * G;
-    for_lanes<T>(G, [&](int64_t j, int64_t n) {
-      vstore(w + j, vload(w + j, n) + vload(v + j, n), n);
-    });
-  }
-}
-
-// out[e] = sum over shards s (in order) of part[s * stride + e], e < n
-template <typename T>
-void sum_shards(int64_t shards, int64_t n, int64_t stride, const T* part, T* out) {
-  for (int64_t e = 0; e < n; ++e) {
-    T v = 0;
-    for (int64_t s = 0; s < shards; ++s) v += part[s * stride + e];
-    out[e] = v;
-  }
-}
 
 // the tensors of one backward call: per-shard partial gradients, results
 struct BwdBuffers {

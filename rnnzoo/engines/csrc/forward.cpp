@@ -3,31 +3,10 @@
 // inputs such as pixel MNIST's I = 1, a GEMM otherwise), ONE recurrent GEMM with the
 // weight packed once per call, and the family's vectorized element-wise pass.
 #include "drivers.h"
+#include "input_ops.h"
 
 namespace rnnzoo_fused {
 namespace {
-
-// input pre-activations of R rows: out (R, ldo) = b + x W_ih^T
-template <typename T>
-void input_preact(int64_t R, int64_t I, int64_t G, const T* x, const T* w_ih, const T* w_ih_t,
-                  const T* b, T* out, int64_t ldo) {
-  if (I > kSmallInput) {
-    for (int64_t r = 0; r < R; ++r) std::copy(b, b + G, out + r * ldo);
-    mm_nt<T>(R, G, I, x, I, w_ih, I, T(1), out, ldo);
-    return;
-  }
-  for (int64_t r = 0; r < R; ++r) {
-    const T* xr = x + r * I;
-    T* o = out + r * ldo;
-    for_lanes<T>(G, [&](int64_t j, int64_t n) {
-      Vec<T> v = vload(b + j, n);
-      for (int64_t i = 0; i < I; ++i) {
-        v = at::vec::fmadd(Vec<T>(xr[i]), vload(w_ih_t + i * G + j, n), v);
-      }
-      vstore(o + j, v, n);
-    });
-  }
-}
 
 // the tensors of one forward call
 template <typename T>
