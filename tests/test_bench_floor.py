@@ -13,9 +13,10 @@ from rnnzoo.model import SequenceClassifier
 H = 8
 
 
-def layers(cell: str, input_size: int = 1, num_layers: int = 1, **kw):
+def layers(cell: str, input_size: int = 1, num_layers: int = 1, const: bool = False, **kw):
     model = SequenceClassifier(cell, input_size, H, 10, num_layers, engine="loop", cell_kwargs=kw)
-    return [(layer.rec, layer.inp, layer.dx, layer.backward) for layer in gemm_layers(model)]
+    got = [(layer.rec, layer.inp, layer.dx, layer.backward) for layer in gemm_layers(model)]
+    return [layer.const for layer in gemm_layers(model)] if const else got
 
 
 @pytest.mark.parametrize(
@@ -33,10 +34,13 @@ def test_element_wise_cells_floor_is_their_input_projection():
     assert layers("lru") == [(None, (2 * H, 1), False, True)]  # [gamma B_re; gamma B_im]
 
 
-def test_lmu_floor_is_its_packed_matrix():
+def test_lmu_floor_is_its_two_step_products():
+    # [h | m_t] [W_h | W_m]^T with its weight gradient, and the constant m Abar^T (no dW)
     d = 5
-    assert layers("lmu", order=d) == [((H + d, H + d), None, False, True)]
-    assert layers("lmu", input_size=3, order=d) == [((H + d, H + d), (H + d, 3), False, True)]
+    assert layers("lmu", order=d) == [((H, H + d), None, False, True)]
+    assert layers("lmu", input_size=3, order=d) == [((H, H + d), (H + 1, 3), False, True)]
+    assert layers("lmu", order=d, const=True) == [(d, d)]
+    assert layers("lstm", const=True) == [None]
 
 
 def test_lmu_gets_a_floor_row_and_its_ratio():

@@ -62,21 +62,36 @@ def test_matches_paper_equations(masked, theta, f64_default):
     assert_matches_reference(cell, ref_lmu, masked)
 
 
-def test_fused_params_combine_the_three_linear_maps(f64_default):
-    # one GEMM on [h | m] + the input map == u, m_t and the h pre-activation of the step
+def test_fused_params_are_the_drivers_step(f64_default):
+    # the driver's step (rnnzoo/engines/csrc/lmu.h) on fused_params == the cell's step
     torch.manual_seed(0)
     cell = randomize_(create_cell("lmu", I, H, order=ORDER))
     p = cell.fused_params()
-    assert p.kernel == "lmu" and p.w_hh.shape == (H + ORDER, H + ORDER)
-    assert p.w_ih.shape == (H + ORDER, I) and not p.bias.any()
-    x = torch.randn(1, 2, I)
+    assert p.kernel == "lmu" and p.w_hh.shape == (H, H + ORDER)
+    assert p.w_ih.shape == (H + 1, I) and not p.bias.any()
+    e_h, e_m, b_bar, a_bar = p.extra.split([H, ORDER, ORDER, ORDER * ORDER])
+    x, hm, mask = torch.randn(1, 2, I), torch.randn(2, H + ORDER), torch.rand(2, H)
+    X = x[0] @ p.w_ih.T + p.bias
+    hr, m = hm[:, :H] * mask, hm[:, H:]
+    u = X[:, H] + hr @ e_h + m @ e_m
+    m_t = m @ a_bar.view(ORDER, ORDER).T + u[:, None] * b_bar
+    h_t = torch.tanh(X[:, :H] + torch.cat([hr, m_t], 1) @ p.w_hh.T)
+    y, (hm_next,) = cell.step(cell.input_projection(x)[0], (hm,), mask)
+    torch.testing.assert_close(h_t, y)
+    torch.testing.assert_close(m_t, hm_next[:, H:])
+    assert torch.equal(cell.fused_mask(mask), torch.cat([mask, torch.ones(2, ORDER)], 1))
+
+
+def test_packed_matrix_is_the_steps_linear_map(f64_default):
+    # [h | m] -> [pre-activation | m_t] without the input: one (H + d) square matrix
+    torch.manual_seed(0)
+    cell = randomize_(create_cell("lmu", I, H, order=ORDER))
     hm = torch.randn(2, H + ORDER)
-    s = x[0] @ p.w_ih.T + hm @ p.w_hh.T
-    y, (hm_next,) = cell.step(cell.input_projection(x)[0], (hm,))
+    s = hm @ cell.packed_matrix().T
+    y, (hm_next,) = cell.step(torch.zeros(2, H + 1), (hm,))
     torch.testing.assert_close(torch.tanh(s[:, :H]), y)
     torch.testing.assert_close(s[:, H:], hm_next[:, H:])
-    mask = torch.rand(2, H)
-    assert torch.equal(cell.fused_mask(mask), torch.cat([mask, torch.ones(2, ORDER)], 1))
+    assert cell.recurrent_matrices()["packed"].shape == (H + ORDER, H + ORDER)
 
 
 def test_init_is_the_papers_psmnist_model():

@@ -1,9 +1,11 @@
 """The GEMM-only floor: the matrix multiplies of one training step alone, at its shapes.
 
 Read from the cell contract: ``cell.fused_params()`` gives W_ih (G, I) and W_hh (G, K) of the
-cell's kernel family (LipschitzRNN's stacked [A; W], the LMU's one matrix on [h | m], a row
-cell's convolution as a dense matrix); a cell without a family is read by torch's names,
-``weight_ih`` and ``weight_hh``, and has no floor without them. Per layer, the recurrent
+cell's kernel family (LipschitzRNN's stacked [A; W], the LMU's [W_h | W_m] on [h | m_t], a
+row cell's convolution as a dense matrix), and ``cell.fused_constant_recurrence()`` a constant
+matrix the kernel also applies per step (the LMU's Abar: forward and backward products, no
+weight gradient); a cell without a family is read by torch's names, ``weight_ih`` and
+``weight_hh``, and has no floor without them. Per layer, the recurrent
 GEMMs step by step (forward h_{t-1} W_hh^T; backward dG_t W_hh and the weight gradient
 sum_t dG_t^T h_{t-1}), plus the input projection where it is a real GEMM, i.e. the layer's
 input is wider than 1 (layers > 1, and the +RNN whose model maps the input to H first):
@@ -41,6 +43,7 @@ class GemmLayer:
     inp: tuple[int, int] | None  # (G, I)
     dx: bool  # backward also computes dG W_ih (the layer's input needs a gradient)
     backward: bool = True  # False: nothing in or below the layer trains (esn): forward only
+    const: tuple[int, int] | None = None  # (K, K): a constant recurrent matrix (LMU's Abar)
 
 
 def _matrix(weight: Tensor | None) -> bool:
@@ -66,7 +69,9 @@ def gemm_layers(model: SequenceClassifier) -> list[GemmLayer]:
         inp = tuple(w_ih.shape) if (w_ih.shape[1] > 1 or rec is None) else None
         mapped = not isinstance(model.input_maps[k], nn.Identity)
         dx = trains and (k >= model.num_directions or mapped)
-        layers.append(GemmLayer(rec, inp, dx=dx, backward=trains))
+        const = getattr(cell, "fused_constant_recurrence", None)
+        const = tuple(const().shape) if callable(const) else None
+        layers.append(GemmLayer(rec, inp, dx=dx, backward=trains, const=const))
     return layers
 
 
@@ -88,8 +93,11 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
     def rand(*shape: int, scale: float = 1.0) -> Tensor:
         return (scale * torch.randn(*shape, generator=g)).to(device)
 
-    rec_ops, inp_ops = [], []
+    rec_ops, inp_ops, const_ops = [], [], []
     for layer in gemm_layers(model):
+        if layer.const is not None:  # m (T, B, K), A (K, K): m A^T, and backward dm A
+            K = layer.const[0]
+            const_ops.append((rand(T, B, K), rand(K, K, scale=0.1), layer.backward))
         if layer.rec is not None:  # h (T, B, H), W_hh (G, H), dG (T, B, G)
             G, H = layer.rec
             h, w = rand(T, B, H), rand(G, H, scale=0.1)
@@ -121,9 +129,14 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
             for dg_t in dg.unbind(0):
                 torch.mm(dg_t, w, out=dh)
             torch.mm(dg.view(-1, G).t(), h.view(-1, H))
+        for m, a, backward in const_ops:
+            out = torch.empty_like(m[0])
+            for op in (a.t(), a) if backward else (a.t(),):
+                for m_t in m.unbind(0):
+                    torch.mm(m_t, op, out=out)
         input_gemms()
 
-    if not rec_ops and not inp_ops:
+    if not rec_ops and not inp_ops and not const_ops:
         return {}
     steps = {"torch": torch_step}
     ops = None
@@ -139,6 +152,9 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
                 ops.gemm_only(h, w, h if dg is None else dg, False)
                 if dg is not None:
                     ops.gemm_only(h, w, dg, True)
+            for m, a, backward in const_ops:  # square: backward's dm A costs as m A^T
+                for _ in range(2 if backward else 1):
+                    ops.gemm_only(m, a, m, False)
             input_gemms()
 
         steps["sharded"] = sharded_step

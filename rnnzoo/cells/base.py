@@ -16,7 +16,9 @@ on its type.
   family (``FusedParams``), so the fused engine holds no per-cell tables; a cell whose
   state packs several (coRNN's [y | z], N wide) maps the (B, H) dropout mask onto it in
   ``fused_mask``; a kernel output wider than ``output_size`` (the LMU's [h | m]) is cut to
-  its first ``output_size`` columns.
+  its first ``output_size`` columns; a kernel that also multiplies the state by a constant
+  matrix each step (the LMU's Abar) names it in ``fused_constant_recurrence()`` for the
+  benchmark's GEMM-only floor.
 - ``recurrent_matrices()`` returns the matrices (or diagonals) that multiply the state each
   step, for diagnostics (spectral radius, largest singular value); empty when there are none.
 - ``post_step_()`` is called by the trainer after every optimizer step on every module that

@@ -16,8 +16,8 @@ Equations (memory order d, window theta; the paper's eqs. 1-4):
     m_t = Abar m_{t-1} + Bbar u_t
     h_t = tanh(W_x x_t + W_h h_{t-1} + W_m m_t)                         output y_t = h_t
 
-Layout: ONE packed state ``hm`` = [h | m] (B, H + d), so a step is one GEMM on the packed
-state (below); ``output_is_h`` is False (y_t = the first H columns). Parameters:
+Layout: ONE packed state ``hm`` = [h | m] (B, H + d); ``output_is_h`` is False (y_t = the
+first H columns). Parameters:
 ``encoder_x`` e_x (I,), ``encoder_h`` e_h (H,), ``encoder_m`` e_m (d,), ``kernel_x`` W_x (H, I),
 ``kernel_h`` W_h (H, H), ``kernel_m`` W_m (H, d); buffers ``a_bar`` (d, d), ``b_bar`` (d,)
 (fixed, as in the paper: not trained). ``input_projection`` = [x W_x^T | x . e_x], (T, B, H+1).
@@ -29,14 +29,14 @@ model from the data like IndRNN's bound; 784 if unknown): the memory then spans 
 Init (the paper's psMNIST model, nengo/keras-lmu neurips2019 ``experiments/psMNIST-standard``):
 e_x = 1, e_h = 0, e_m = 0, W_x = 0, W_h = 0, W_m Glorot-normal; no biases. d = 256.
 
-Fused kernel family "lmu": u, m_t and the h pre-activation are all linear in (h_{t-1},
-m_{t-1}, x_t), so ``fused_params`` builds ONE matrix on the packed state (with autograd):
-
-    [pre_t]   [W_h + W_m Bbar e_h^T  W_m (Abar + Bbar e_m^T)] [h_{t-1}]   [W_x + W_m Bbar e_x^T]
-    [m_t  ] = [Bbar e_h^T            Abar + Bbar e_m^T      ] [m_{t-1}] + [Bbar e_x^T         ] x_t
-
-then tanh on the first H columns and the identity on the last d (extra = [H], the split, a
-constant; the kernel outputs the packed state and the fused engine keeps its first H columns).
+Fused kernel "lmu": a driver of its own (rnnzoo/engines/csrc/lmu.h). u is a scalar per row,
+so the memory is written through Bbar u (rank one) and a step costs two GEMMs per row, d^2
+(m Abar^T) and H (H + d) ([h | m_t] [W_h | W_m]^T) multiply-adds, where the step's one
+linear map on [h | m] (``packed_matrix``) costs (H + d)^2 and a weight gradient as large;
+Abar is constant, so backward has no d x d weight gradient. ``fused_params``
+passes w_ih = [W_x ; e_x^T] (H + 1, I), no bias, w_hh = [W_h | W_m] (H, H + d) and extra =
+[e_h, e_m, Bbar, Abar] (Abar, Bbar detached: constants); the kernel outputs the packed
+state and the fused engine keeps its first H columns.
 """
 
 from __future__ import annotations
@@ -132,22 +132,32 @@ class LMUCell(RecurrentCell):
         return torch.cat([rec_mask, ones], dim=1)
 
     def fused_params(self) -> FusedParams:
+        w_ih = torch.cat([self.kernel_x, self.encoder_x[None]])  # (H + 1, I)
+        bias = w_ih.new_zeros(w_ih.shape[0]).detach()  # no biases
+        w_hh = torch.cat([self.kernel_h, self.kernel_m], dim=1)  # (H, H + d)
+        constants = [self.b_bar.detach(), self.a_bar.detach().reshape(-1)]
+        extra = torch.cat([self.encoder_h, self.encoder_m, *constants])
+        return FusedParams("lmu", w_ih, bias, w_hh, extra)
+
+    def fused_constant_recurrence(self) -> Tensor:
+        """Abar (d, d): the recurrent product the kernel takes per step besides w_hh, with a
+        constant matrix (no weight gradient); the benchmark's floor counts it."""
+        return self.a_bar
+
+    def packed_matrix(self) -> Tensor:
+        """The step's linear map on [h_{t-1} | m_{t-1}] -> [h pre-activation | m_t] without the
+        input (H + d, H + d): u, m_t and W_m m_t composed (what ``recurrent_matrices`` shows):
+
+            [W_h + W_m Bbar e_h^T   W_m (Abar + Bbar e_m^T)]
+            [Bbar e_h^T             Abar + Bbar e_m^T      ]
+        """
         bu_h = torch.outer(self.b_bar, self.encoder_h)  # (d, H)  Bbar e_h^T
         m_m = self.a_bar + torch.outer(self.b_bar, self.encoder_m)  # (d, d)
-        bu_x = torch.outer(self.b_bar, self.encoder_x)  # (d, I)
-        w_hh = torch.cat(
-            [
-                torch.cat([self.kernel_h + self.kernel_m @ bu_h, self.kernel_m @ m_m], dim=1),
-                torch.cat([bu_h, m_m], dim=1),
-            ]
-        )  # (H + d, H + d)
-        w_ih = torch.cat([self.kernel_x + self.kernel_m @ bu_x, bu_x])  # (H + d, I)
-        bias = w_ih.new_zeros(w_ih.shape[0]).detach()  # no biases
-        split = w_ih.new_tensor([float(self.hidden_size)]).detach()  # where h ends in [h|m]
-        return FusedParams("lmu", w_ih, bias, w_hh, split)
+        top = torch.cat([self.kernel_h + self.kernel_m @ bu_h, self.kernel_m @ m_m], dim=1)
+        return torch.cat([top, torch.cat([bu_h, m_m], dim=1)])
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
-        return {"packed": self.fused_params().w_hh, "A_bar": self.a_bar}
+        return {"packed": self.packed_matrix(), "A_bar": self.a_bar}
 
     def input_projection(self, x: Tensor) -> Tensor:
         """(T, B, I) -> (T, B, H + 1) = [x W_x^T | x . e_x]."""

@@ -11,7 +11,6 @@
 #include "families/intersection.h"
 #include "families/leaky.h"
 #include "families/lipschitz.h"
-#include "families/lmu.h"
 #include "families/lstm.h"
 #include "families/modrelu.h"
 #include "families/peephole.h"

@@ -10,12 +10,16 @@
 //   3. in the Python cell: fused_kernel = "leaky" and fused_params() returning its
 //      w_ih (G, I), bias (G,), w_hh (Gr, N) or None, extra (E,) or None.
 // tests/test_fused.py then checks it against the loop engine with every other cell.
+// A cell whose step does not fit one GEMM plus element-wise code gets a driver of its own
+// (lmu.h / lmu.cpp: the LMU), listed in kOwnDriver below and dispatched by name.
 #include <torch/library.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "drivers.h"
 #include "families.h"
+#include "lmu.h"
 
 namespace rnnzoo_fused {
 namespace {
@@ -42,15 +46,28 @@ void check_inputs(const Tensor& x, const std::vector<Tensor>& state) {
   }
 }
 
+// the families with a driver of their own (lmu.h) instead of the generic ones
+constexpr const char* kOwnDriver[] = {"lmu"};
+
+bool own_driver(const std::string& name) {
+  for (const char* n : kOwnDriver) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> family_names() {
   std::vector<std::string> names;
   for (const auto& kv : family_registry()) names.push_back(kv.first);
+  for (const char* n : kOwnDriver) names.push_back(n);
+  std::sort(names.begin(), names.end());
   return names;
 }
 
 // whether the family's output y_t is its state h_t (or a prefix of it), so that the last
 // output is the final state; false for families that write their own y_t (kOwn)
 bool state_output_op(const std::string& name) {
+  if (own_driver(name)) return true;  // the LMU's output is its packed state
   const auto it = family_registry().find(name);
   TORCH_CHECK(it != family_registry().end(), "unknown fused kernel family '", name, "'");
   return it->second.f32(1, 1).output != Output::kOwn;
@@ -83,6 +100,13 @@ std::vector<Tensor> forward_op(const std::string& cell, const Tensor& x, const T
     TORCH_CHECK(mask->sizes() == st[0].sizes() && mask->scalar_type() == x.scalar_type(),
                 "the recurrent-dropout mask must be (B, N) with x's dtype");
   }
+  if (cell == "lmu") {
+    TORCH_CHECK(st.size() == 1, "family 'lmu' wants 1 state tensor, got ", st.size());
+    if (x.scalar_type() == at::kDouble) {
+      return lmu_forward<double>(x, w_ih, b, w_hh, extra, st[0], mask);
+    }
+    return lmu_forward<float>(x, w_ih, b, w_hh, extra, st[0], mask);
+  }
   return with_family(cell, x, st[0].size(1), [&](const auto& k) {
     TORCH_CHECK(int64_t(st.size()) == k.states, "family '", cell, "' wants ", k.states,
                 " state tensors, got ", st.size());
@@ -107,6 +131,14 @@ std::vector<Tensor> backward_op(const std::string& cell, const Tensor& x, const 
   if (dys.has_value()) check_dense(*dys, "the output gradient");
   for (const auto& d : ds) {
     if (d.has_value()) check_dense(*d, "the final-state gradient");
+  }
+  if (cell == "lmu") {
+    TORCH_CHECK(st.size() == 1 && sv.empty() && ds.size() == 1,
+                "family 'lmu' wants 1 state tensor and nothing saved");
+    if (x.scalar_type() == at::kDouble) {
+      return lmu_backward<double>(x, w_ih, w_hh, extra, st[0], mask, ys, dys, ds[0], need_dx);
+    }
+    return lmu_backward<float>(x, w_ih, w_hh, extra, st[0], mask, ys, dys, ds[0], need_dx);
   }
   return with_family(cell, x, st[0].size(1), [&](const auto& k) {
     using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
