@@ -1,5 +1,5 @@
 """conf/model/: every registered cell has a model config that composes, and model files state
-only what differs from the shared defaults (conf/model/_shared.yaml)."""
+only what differs from the shared defaults (conf/model_shared.yaml)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import list_cells
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-SHARED = OmegaConf.load(CONF / "model" / "_shared.yaml")
+SHARED = OmegaConf.load(CONF / "model_shared.yaml")
 #: custom.yaml has no cell: it takes a module:Class one (tests/test_user_cells.py)
 MODEL_FILES = sorted(
     p for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_") and p.stem != "custom"
@@ -47,7 +47,7 @@ def test_every_registered_cell_has_a_model_config_that_composes(name):
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
 def test_model_files_state_only_what_differs(path):
     raw = OmegaConf.to_container(OmegaConf.load(path))
-    assert raw.pop("defaults") == ["_shared", "_self_"]
+    assert raw.pop("defaults") == ["/model_shared@_here_", "_self_"]
     assert raw.pop("cell") == path.stem
     kwargs = raw.pop("cell_kwargs", {})
     restated = {k: v for k, v in raw.items() if SHARED.get(k) == v}

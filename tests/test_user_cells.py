@@ -145,7 +145,7 @@ def test_custom_model_config_without_a_cell_is_a_one_line_error(tiny_mnist_root,
     from rnnzoo.training import train
 
     cfg = tiny_cfg(tiny_mnist_root, "model=custom")
-    shared = OmegaConf.load(REPO / "conf" / "model" / "_shared.yaml")
+    shared = OmegaConf.load(REPO / "conf" / "model_shared.yaml")
     assert set(cfg.model) == set(shared) and cfg.model.cell_kwargs == {}
     assert cfg.run_name == "nocell_rowmnist_h8x1_seed0"  # the run starts, then says why not
     with pytest.raises(UserError, match="^model config needs cell$"):
