@@ -1,6 +1,6 @@
 """The benchmark's GEMM-only floor, read from the cell contract (``fused_params``): the
 shapes of the matrix multiplies it times for each kind of cell, and a floor row for cells
-whose parameters do not carry torch's names (the LMU)."""
+whose parameters do not carry torch's names (the LMU); row cells: their convolution's GEMM."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def test_lmu_floor_is_its_two_step_products():
     assert layers("lmu", input_size=3, order=d) == [((H, H + d), (H + 1, 3), False, True)]
     assert layers("lmu", order=d, const=True) == [(d, d)]
     assert layers("lstm", const=True) == [None]
+
+
+@pytest.mark.parametrize(("cell", "gates"), [("convrnn", 1), ("convlstm", 4)])
+def test_row_cells_floor_is_their_convolution_gemm_over_b_times_w_columns(cell, gates):
+    """Both maps are one GEMM per step, (Go, (C_in + C) * k) on B * W columns: for C = 2
+    maps of W = 28 and k = 3, (Go, 9) with Go = gates * C; no dense (Go*W, C*W) matrix."""
+    model = SequenceClassifier(
+        cell, 28, 2 * 28, 10, 2, engine="loop", cell_kwargs={"kernel_size": 3}
+    )  # fmt: skip
+    got = [(layer.rec, layer.inp, layer.dx, layer.width) for layer in gemm_layers(model)]
+    Go = gates * 2
+    assert got == [((Go, (1 + 2) * 3), None, False, 28), ((Go, (2 + 2) * 3), None, True, 28)]
 
 
 def test_lmu_gets_a_floor_row_and_its_ratio():

@@ -74,15 +74,49 @@ def test_every_engine_equals_loop(masked):
         assert_same(result(run, cell, x, state, mask), result(loop.run, cell, x, state, mask))
 
 
-def test_fused_runs_the_elman_family_on_banded_matrices():
+def test_fused_runs_the_elman_family_on_the_compact_kernels():
+    """The kernels go to the fused drivers as they are, (C, C_in*k) and (C, C*k), convolved
+    over rows of W (not as their dense banded matrices); the bias repeated over the width."""
     cell = make(2, kernel_size=3)
     params = cell.fused_params()
     assert fused.kernel_name(cell) == params.kernel == "elman_tanh"
-    assert params.w_ih.shape == (3 * W, 2 * W) and params.w_hh.shape == (3 * W, 3 * W)
-    # banded: within each (out, in) channel block, nothing beyond (k - 1) / 2 = 1 pixel
-    blocks = params.w_hh.reshape(3, W, 3, W).permute(0, 2, 1, 3)  # (out, in, w, v)
-    band = torch.ones(W, W, dtype=torch.bool).triu(-1) & torch.ones(W, W, dtype=torch.bool).tril(1)
-    assert (blocks[..., ~band] == 0).all() and (blocks[..., band] != 0).all()
+    assert params.conv_width == W
+    assert torch.equal(params.w_ih, cell.weight_ih.reshape(3, 2 * 3))
+    assert torch.equal(params.w_hh, cell.weight_hh.reshape(3, 3 * 3))
+    assert torch.equal(params.bias, cell.bias.repeat_interleave(W))
+
+
+def test_fused_equals_loop_stacked_bidirectional_with_recurrent_dropout():
+    """Two bidirectional layers (the second layer's input is 2C maps and needs dx), one
+    recurrent-dropout mask per layer and direction, the top layer's last step only: logits
+    and every parameter's gradient of the fused model equal the loop model's (float64)."""
+    models = []
+    for engine in ("loop", "fused"):
+        torch.manual_seed(0)
+        models.append(
+            SequenceClassifier(
+                "convrnn", W, 3 * W, num_layers=2, bidirectional=True, recurrent_dropout=0.3,
+                engine=engine, cell_kwargs={"kernel_size": 3},
+            ).double().train()
+        )  # fmt: skip
+    ref, fus = models
+    fus.load_state_dict(ref.state_dict())
+    assert fus.engine_name == "fused" and ref.engine_name == "loop"
+    x = torch.randn(T, B, W, dtype=F64)
+    torch.manual_seed(3)
+    masks = ref.sample_masks(B)
+    assert masks is not None and len(masks) == 4
+    out = []
+    for model in (ref, fus):
+        logits, final = model(x, masks=masks)
+        loss = logits.square().sum() + sum(s.sum() for st in final for s in st)
+        params = dict(model.named_parameters())
+        grads = torch.autograd.grad(loss, list(params.values()))
+        out.append((logits, dict(zip(params, grads, strict=True))))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-10)
+    assert out[1][1].keys() == out[0][1].keys()
+    for name, g in out[0][1].items():
+        torch.testing.assert_close(out[1][1][name], g, rtol=1e-10, atol=1e-10, msg=name)
 
 
 def test_gradcheck_on_a_narrow_row():

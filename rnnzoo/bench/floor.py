@@ -1,11 +1,13 @@
 """The GEMM-only floor: the matrix multiplies of one training step alone, at its shapes.
 
 Read from the cell contract: ``cell.fused_params()`` gives W_ih (G, I) and W_hh (G, K) of the
-cell's kernel family (LipschitzRNN's stacked [A; W], the LMU's [W_h | W_m] on [h | m_t], a
-row cell's convolution as a dense matrix), and ``cell.fused_constant_recurrence()`` a constant
-matrix the kernel also applies per step (the LMU's Abar: forward and backward products, no
-weight gradient); a cell without a family is read by torch's names, ``weight_ih`` and
-``weight_hh``, and has no floor without them. Per layer, the recurrent
+cell's kernel family (LipschitzRNN's stacked [A; W], the LMU's [W_h | W_m] on [h | m_t]), and
+``cell.fused_constant_recurrence()`` a constant matrix the kernel also applies per step (the
+LMU's Abar: forward and backward products, no weight gradient); a row cell's (``conv_width``
+= W) are its kernels, and its GEMMs are those of the fused drivers' convolution (one per step
+for both maps: (Go, (C_in + C)*k) x ((C_in + C)*k, B*W), i.e. the recurrent GEMMs below with
+B*W rows and no separate input GEMM); a cell without a family is read by torch's names,
+``weight_ih`` and ``weight_hh``, and has no floor without them. Per layer, the recurrent
 GEMMs step by step (forward h_{t-1} W_hh^T; backward dG_t W_hh and the weight gradient
 sum_t dG_t^T h_{t-1}), plus the input projection where it is a real GEMM, i.e. the layer's
 input is wider than 1 (layers > 1, and the +RNN whose model maps the input to H first):
@@ -44,6 +46,7 @@ class GemmLayer:
     dx: bool  # backward also computes dG W_ih (the layer's input needs a gradient)
     backward: bool = True  # False: nothing in or below the layer trains (esn): forward only
     const: tuple[int, int] | None = None  # (K, K): a constant recurrent matrix (LMU's Abar)
+    width: int = 1  # rows per batch row: a row cell's convolution GEMMs run on B * W columns
 
 
 def _matrix(weight: Tensor | None) -> bool:
@@ -59,6 +62,12 @@ def gemm_layers(model: SequenceClassifier) -> list[GemmLayer]:
         # the GEMMs of the cell's kernel family (e.g. LipschitzRNN's stacked [A; W], the LMU's
         # one matrix on [h | m]); cells without a family: their own weight_hh / weight_ih
         params = cell.fused_params()
+        mapped = not isinstance(model.input_maps[k], nn.Identity)
+        dx = trains and (k >= model.num_directions or mapped)
+        if params is not None and params.conv_width:  # one convolution GEMM for both maps
+            rec = (params.w_hh.shape[0], params.w_ih.shape[1] + params.w_hh.shape[1])
+            layers.append(GemmLayer(rec, None, dx=dx, backward=trains, width=params.conv_width))
+            continue
         if params is not None:
             w_hh, w_ih = params.w_hh, params.w_ih
         else:  # no kernel family (a user cell): torch's layout names, if it has them
@@ -67,8 +76,6 @@ def gemm_layers(model: SequenceClassifier) -> list[GemmLayer]:
         if not _matrix(w_ih):  # no (G, I) input weight to read: no floor defined here
             continue
         inp = tuple(w_ih.shape) if (w_ih.shape[1] > 1 or rec is None) else None
-        mapped = not isinstance(model.input_maps[k], nn.Identity)
-        dx = trains and (k >= model.num_directions or mapped)
         const = getattr(cell, "fused_constant_recurrence", None)
         const = tuple(const().shape) if callable(const) else None
         layers.append(GemmLayer(rec, inp, dx=dx, backward=trains, const=const))
@@ -82,7 +89,9 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
     and the weight gradient), plus the input projection over all T * B rows at once where it
     is a real GEMM (forward x W_ih^T; backward dG^T x, and dG W_ih when the layer's input
     needs a gradient). The "sharded" variant runs the recurrent part in the fused library's
-    C++ loop (one thread per batch shard); the input part is torch.mm in both.
+    C++ loop (one thread per batch shard); the input part is torch.mm in both. Row cells'
+    convolution GEMMs (B*W columns per step) are timed by torch.mm only: the C++ loop would
+    shard their B*W columns like batch rows, in smaller pieces than the drivers do.
     """
     torch.manual_seed(cfg.seed)
     model = SequenceClassifier(cell, cfg.input_size, cfg.hidden_size, cfg.num_classes,
@@ -94,14 +103,16 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
         return (scale * torch.randn(*shape, generator=g)).to(device)
 
     rec_ops, inp_ops, const_ops = [], [], []
-    for layer in gemm_layers(model):
+    layers = gemm_layers(model)
+    for layer in layers:
         if layer.const is not None:  # m (T, B, K), A (K, K): m A^T, and backward dm A
             K = layer.const[0]
             const_ops.append((rand(T, B, K), rand(K, K, scale=0.1), layer.backward))
-        if layer.rec is not None:  # h (T, B, H), W_hh (G, H), dG (T, B, G)
+        if layer.rec is not None:  # h (T, B*width, H), W_hh (G, H), dG (T, B*width, G)
             G, H = layer.rec
-            h, w = rand(T, B, H), rand(G, H, scale=0.1)
-            rec_ops.append((h, w, rand(T, B, G) if layer.backward else None))
+            rows = B * layer.width
+            h, w = rand(T, rows, H), rand(G, H, scale=0.1)
+            rec_ops.append((h, w, rand(T, rows, G) if layer.backward else None))
         if layer.inp is not None:  # x (T*B, I), W_ih (G, I), dG (T*B, G)
             G, n_in = layer.inp
             x, w, dg = rand(T * B, n_in), rand(G, n_in, scale=0.1), rand(T * B, G)
@@ -119,8 +130,8 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
     def torch_step() -> None:
         for h, w, dg in rec_ops:
             G, H = w.shape
-            s = torch.empty(B, G, device=device)
-            dh = torch.empty(B, H, device=device)
+            s = torch.empty(h.shape[1], G, device=device)
+            dh = torch.empty(h.shape[1], H, device=device)
             wt = w.t()
             for h_t in h.unbind(0):
                 torch.mm(h_t, wt, out=s)
@@ -140,7 +151,7 @@ def gemm_steps(cfg: BenchConfig, cell: str, device: torch.device) -> dict[str, C
         return {}
     steps = {"torch": torch_step}
     ops = None
-    if device.type == "cpu" and rec_ops:
+    if device.type == "cpu" and rec_ops and all(layer.width == 1 for layer in layers):
         try:
             ops = fused_build.load_ops()
         except fused_build.FusedBuildError:

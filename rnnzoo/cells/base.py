@@ -47,8 +47,12 @@ class FusedParams(NamedTuple):
     kernel: the C++ kernel family and variant, e.g. "lstm", "elman_tanh".
     w_ih: (G, I) input weight; the input pre-activations are x W_ih^T + bias.
     bias: (G,) the input-side bias, folded the way ``input_projection`` folds it.
-    w_hh: (Gr, K) weight of the one recurrent GEMM per step, or None (element-wise cells).
+    w_hh: (Gr, K) weight of the one recurrent GEMM per step, or None (element-wise cells);
+        with ``conv_width`` the compact kernel (Gr / W, C * k) of a 1-D convolution.
     extra: flat family-specific parameters (E,) (peepholes, IndRNN's u, GRU's b_hn), or None.
+    conv_width: 0, or W > 0: the recurrent product is the 1-D "same" convolution with kernel
+        ``w_hh`` over the state's C = K / W channel-major maps of width W (row cells), not a
+        dense GEMM; the family reads its output in the same (gate * C + c) * W + w layout.
     """
 
     kernel: str
@@ -56,6 +60,7 @@ class FusedParams(NamedTuple):
     bias: Tensor
     w_hh: Tensor | None
     extra: Tensor | None
+    conv_width: int = 0
 
 
 def gate_blocks(weight: Tensor, names: str) -> dict[str, Tensor]:

@@ -185,10 +185,13 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
     if params.kernel != kernel:
         raise _fail(spec, f"fused_params().kernel {params.kernel!r} != fused_kernel {kernel!r}")
     w_ih, bias, w_hh, extra = params.w_ih, params.bias, params.w_hh, params.extra
-    if not isinstance(w_ih, Tensor) or w_ih.dim() != 2 or w_ih.shape[1] != cell.input_size:
+    if params.conv_width:
+        _check_conv(cell, params, spec)
+    elif not isinstance(w_ih, Tensor) or w_ih.dim() != 2 or w_ih.shape[1] != cell.input_size:
         raise _fail(spec, f"fused_params().w_ih is {_shape(w_ih)}; expected (G, input_size)")
-    if not isinstance(bias, Tensor) or tuple(bias.shape) != (w_ih.shape[0],):
-        raise _fail(spec, f"fused_params().bias is {_shape(bias)}; expected ({w_ih.shape[0]},)")
+    gates = w_ih.shape[0] * (params.conv_width or 1)
+    if not isinstance(bias, Tensor) or tuple(bias.shape) != (gates,):
+        raise _fail(spec, f"fused_params().bias is {_shape(bias)}; expected ({gates},)")
     if w_hh is not None and (not isinstance(w_hh, Tensor) or w_hh.dim() != 2):
         raise _fail(spec, f"fused_params().w_hh is {_shape(w_hh)}; expected (Gr, K) or None")
     if extra is not None and (not isinstance(extra, Tensor) or extra.dim() != 1):
@@ -203,6 +206,24 @@ def _check_fused(cell: RecurrentCell, spec: str) -> None:
                 f"fused_params().{name} is a trainable parameter detached from the graph: build "
                 "it with autograd so the fused engine's gradients reach it",
             )
+
+
+def _check_conv(cell: RecurrentCell, params: FusedParams, spec: str) -> None:
+    """A row cell's convolution kernels: w_ih (Go, C_in*k), w_hh (Go, C*k) over maps of width
+    W = conv_width (input_size = C_in*W, state C*W)."""
+    W, w_ih, w_hh = params.conv_width, params.w_ih, params.w_hh
+    n_state = getattr(cell, "state_sizes", (cell.hidden_size,))[0]
+    if not isinstance(W, int) or W < 1 or cell.input_size % W or n_state % W:
+        raise _fail(spec, f"fused_params().conv_width {W!r} must divide the input and state")
+    c_in, c = cell.input_size // W, n_state // W
+    ok = all(isinstance(t, Tensor) and t.dim() == 2 for t in (w_ih, w_hh))
+    k = w_hh.shape[1] // c if ok else 0
+    if not ok or w_ih.shape != (w_hh.shape[0], c_in * k) or w_hh.shape[1] != c * k or k < 1:
+        raise _fail(
+            spec,
+            f"fused_params() with conv_width={W}: w_ih {_shape(w_ih)} and w_hh {_shape(w_hh)} "
+            f"must be kernels (Go, {c_in}*k) and (Go, {c}*k)",
+        )
 
 
 def check_cell(cell: Any, spec: str) -> None:

@@ -24,10 +24,14 @@ i, f, g, o: ``weight_ih`` (4C, C_in, k), ``weight_hh`` (4C, C, k), ``bias`` (4C,
 peepholes ``weight_ch`` (3, C, W) in the order P_i, P_f, P_o. Flattened, the gate blocks are
 exactly the ``lstm`` cell's (4H) layout with H = C*W.
 
-Fused: ``fused_params`` builds the banded (Toeplitz) matrices of both convolutions, (4C*W,
-C_in*W) and (4C*W, C*W), from the kernels at each forward (autograd carries the gradients
-back), and repeats each channel's bias over the width, so the existing "peephole" family
-(or "lstm" without peepholes) runs the cell unchanged.
+Fused: the existing "peephole" family (or "lstm" without peepholes) runs the cell
+unchanged. ``fused_params`` passes the kernels compact, (4C, C_in*k) and (4C, C*k), with
+``conv_width`` = W: the drivers compute both maps of a step as ONE convolution over [X_t ;
+H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: one GEMM (4C, (C_in + C)*k) x ((C_in +
+C)*k, R*W) per step and shard of R rows on the im2col of the maps), whose output lands in
+the gate layout (gate*C + c)*W + w the family reads; the dense banded (Toeplitz) matrices
+(``conv_matrix``, (4C*W, C*W) for K_h) would cost W / k times the multiply-adds. Each
+channel's bias is repeated over the width.
 
 Init: kernels as torch.nn.Conv1d (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = channels in
 * k); biases 0 except the forget gate's, ``forget_bias`` (as the ``lstm`` cell); peepholes
@@ -108,11 +112,11 @@ class ConvLSTMCell(RecurrentCell):
 
     def fused_params(self) -> FusedParams:
         W = self.width
-        w_ih = conv_matrix(self.weight_ih, W)  # (4C*W, C_in*W)
-        w_hh = conv_matrix(self.weight_hh, W)  # (4C*W, C*W)
+        w_ih = self.weight_ih.flatten(1)  # (4C, C_in*k): kernels convolved over the width
+        w_hh = self.weight_hh.flatten(1)  # (4C, C*k)
         bias = self.bias.repeat_interleave(W)  # (4C*W,)
         extra = None if self.weight_ch is None else self.weight_ch.reshape(-1)  # (3C*W,)
-        return FusedParams(self.fused_kernel, w_ih, bias, w_hh, extra)
+        return FusedParams(self.fused_kernel, w_ih, bias, w_hh, extra, conv_width=W)
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
         return gate_blocks(conv_matrix(self.weight_hh, self.width), "ifgo")

@@ -20,10 +20,14 @@ is simply more input channels. ``weight_ih`` K_x (C, C_in, k), ``weight_hh`` K_h
 ``bias`` b (C,). ``input_projection`` convolves all T*B rows at once, (T, B, C*W); ``step``
 adds K_h * (h . mask) (F.conv1d: the ``loop`` engine is the reference).
 
-Fused: a convolution over a width-W map is a product with a banded (Toeplitz) matrix of
-shape (C*W, C_in*W). ``fused_params`` builds those matrices from the kernels at each forward
-(autograd carries their gradients back to the kernels), so the existing "elman_tanh" kernel
-family runs this cell unchanged.
+Fused: the existing "elman_tanh" kernel family runs this cell unchanged. ``fused_params``
+passes the kernels compact, K_x (C, C_in*k) and K_h (C, C*k), with ``conv_width`` = W, and
+the drivers compute both maps of a step as ONE convolution over the C_in + C maps [X_t ;
+H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: im2col, one GEMM (C, (C_in + C)*k) x
+((C_in + C)*k, R*W) per step and shard of R rows, its transposes in backward), not as
+products with the dense banded (Toeplitz) matrices (``conv_matrix``, (C*W, C*W) for K_h),
+which cost W / k times the multiply-adds (5.6x at W = 28, k = 5). The bias is repeated
+over the width.
 
 Init: as torch.nn.Conv1d, K ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = channels in *
 k; b = 0.
@@ -145,9 +149,10 @@ class ConvRNNCell(RecurrentCell):
 
     def fused_params(self) -> FusedParams:
         W = self.width
-        w_ih = conv_matrix(self.weight_ih, W)  # (C*W, C_in*W)
-        w_hh = conv_matrix(self.weight_hh, W)  # (C*W, C*W)
-        return FusedParams("elman_tanh", w_ih, self.bias.repeat_interleave(W), w_hh, None)
+        w_ih = self.weight_ih.flatten(1)  # (C, C_in*k): kernels convolved over the width
+        w_hh = self.weight_hh.flatten(1)  # (C, C*k)
+        bias = self.bias.repeat_interleave(W)  # (C*W,)
+        return FusedParams("elman_tanh", w_ih, bias, w_hh, None, conv_width=W)
 
     def recurrent_matrices(self) -> dict[str, Tensor]:
         return {"W_hh": conv_matrix(self.weight_hh, self.width)}

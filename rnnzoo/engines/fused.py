@@ -95,22 +95,24 @@ def check(cell: RecurrentCell, spec) -> tuple[bool, str]:
 class _FusedSequence(torch.autograd.Function):
     """One layer over a whole sequence; the backward is the C++ reverse loop.
 
-    Inputs after the four constants: x (T, B, I), w_ih (G, I), b (G,), w_hh (Gr, H) or an
-    empty tensor, extra (E,) or an empty tensor, then the n_state initial state tensors.
-    ``train``: keep what backward needs (False without a graph: no per-step buffers).
+    Inputs after the five constants: x (T, B, I), w_ih (G, I), b (G,), w_hh (Gr, H) (the
+    compact kernel when ``conv_width`` > 0) or an empty tensor, extra (E,) or an empty
+    tensor, then the n_state initial state tensors. ``train``: keep what backward needs
+    (False without a graph: no per-step buffers).
     Outputs: ys (T, B, O) and the final state tensors.
     """
 
     @staticmethod
-    def forward(ctx, kernel, mask, n_state, train, x, w_ih, b, w_hh, extra, *state):  # noqa: D102
+    def forward(ctx, kernel, mask, n_state, train, conv_width, x, w_ih, b, w_hh, extra, *state):  # noqa: D102
         ops = fused_build.load_ops()
-        out = ops.forward(kernel, x, w_ih, b, w_hh, extra, list(state), mask, train)
+        conv = {"conv_width": conv_width} if conv_width else {}  # row cells only
+        out = ops.forward(kernel, x, w_ih, b, w_hh, extra, list(state), mask, train, **conv)
         ys, finals, saved = out[0], out[1 : 1 + n_state], out[1 + n_state :]
         ctx.set_materialize_grads(False)  # unused outputs get None, not (T, B, O) zeros
         if train:
             # everything through save_for_backward, intermediates (c sequence, activations)
             # included: autograd frees them right after backward, not when the graph dies
-            ctx.kernel, ctx.n_state = kernel, n_state
+            ctx.kernel, ctx.n_state, ctx.conv_width = kernel, n_state, conv_width
             ctx.save_for_backward(x, w_ih, w_hh, extra, mask, ys, *state, *saved)
         return (ys, *finals)
 
@@ -120,15 +122,17 @@ class _FusedSequence(torch.autograd.Function):
         ops = fused_build.load_ops()
         x, w_ih, w_hh, extra, mask, ys, *rest = ctx.saved_tensors
         state, saved = rest[: ctx.n_state], rest[ctx.n_state :]
-        need_dx = ctx.needs_input_grad[4]
+        need_dx = ctx.needs_input_grad[5]
         # incoming gradients can be expanded views (the gradient of .sum() has stride 0)
         dys = None if dys is None else dys.contiguous()
         dstate = [None if d is None else d.contiguous() for d in dstate]
         grads = ops.backward(
-            ctx.kernel, x, w_ih, w_hh, extra, state, mask, ys, saved, dys, list(dstate), need_dx
-        )
+            ctx.kernel, x, w_ih, w_hh, extra, state, mask, ys, saved, dys, list(dstate), need_dx,
+            **({"conv_width": ctx.conv_width} if ctx.conv_width else {}),
+        )  # fmt: skip
         dx, dw_ih, db, dw_hh, dextra, *dstate0 = grads
         return (
+            None,
             None,
             None,
             None,
@@ -192,7 +196,7 @@ def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, 
     params = cell.fused_params()
     if params is None or params.kernel != kernel:
         raise ValueError(f"{type(cell).__name__}.fused_params() does not match fused_kernel")
-    _, w_ih, bias, w_hh, extra = params
+    _, w_ih, bias, w_hh, extra, conv_width = params
     dtypes = {x.dtype, w_ih.dtype, *(s.dtype for s in state)}
     if len(dtypes) != 1:
         names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
@@ -211,7 +215,7 @@ def _run(cell: RecurrentCell, x: Tensor, state: State, rec_mask: Tensor | None, 
     )
     # decided here: inside forward() grad mode is always off and needs_input_grad ignores it
     train = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    outs = _FusedSequence.apply(kernel, mask, len(state), train, *tensors)
+    outs = _FusedSequence.apply(kernel, mask, len(state), train, int(conv_width), *tensors)
     ys = outs[0]
     if last_only:
         # where the output is the state, read the last one from the final state: backward

@@ -1,6 +1,9 @@
-// Benchmark-only ops: torch.ops.rnnzoo_fused.{gemm_only, profile, config}. The GEMM-only
-// floor of rnnzoo/bench/floor.py, the per-phase profile of the drivers, and the tuning knobs
-// (for measurements and tests). Training never calls them.
+// Benchmark- and test-only ops: torch.ops.rnnzoo_fused.{gemm_only, profile, config,
+// conv_product, conv_product_backward}. The GEMM-only floor of rnnzoo/bench/floor.py, the
+// per-phase profile of the drivers, the tuning knobs (for measurements and tests), and the
+// drivers' convolution product (conv.h) alone, for its tests against F.conv1d. Training never
+// calls them.
+#include "conv.h"
 #include "runtime.h"
 
 #include <torch/library.h>
@@ -56,6 +59,74 @@ void gemm_only_op(const Tensor& h, const Tensor& w, const Tensor& dg, bool backw
   }
 }
 
+// conv.h's product over all B rows at once: S (B, Go*W) = conv([x ; h]) for x (B, Ci*W), h
+// (B, C*W) and the kernel (Go, (Ci + C)*k)
+template <typename T>
+Tensor conv_product_impl(const ConvShape& cs, const Tensor& x, const Tensor& h,
+                         const Tensor& kernel) {
+  const int64_t B = h.size(0);
+  Tensor S = at::zeros({B, cs.Go * cs.W}, h.options());
+  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs, B)}, h.options());
+  const ConvProduct<T> conv{cs, kernel.data_ptr<T>()};
+  conv.forward(B, x.data_ptr<T>(), x.size(1), h.data_ptr<T>(), h.size(1), nullptr,
+               S.data_ptr<T>(), S.size(1), scratch.data_ptr<T>());
+  return S;
+}
+
+// its backward for dS (B, Go*W): [dx (B, Ci*W) (empty unless need_dx), dh (B, C*W), dkernel,
+// dbias (Go*W): the gradient of a bias added to S]
+template <typename T>
+std::vector<Tensor> conv_backward_impl(const ConvShape& cs, const Tensor& x, const Tensor& h,
+                                       const Tensor& kernel, const Tensor& dS, bool need_dx) {
+  const int64_t B = h.size(0);
+  Tensor dx = at::empty({need_dx ? B : 0, x.size(1)}, h.options());
+  Tensor dh = at::empty(h.sizes(), h.options()), dK = at::zeros(kernel.sizes(), h.options());
+  Tensor db = at::zeros({cs.Go * cs.W}, h.options());
+  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs, B)}, h.options());
+  const ConvProduct<T> conv{cs, kernel.data_ptr<T>()};
+  conv.backward(B, x.data_ptr<T>(), x.size(1), h.data_ptr<T>(), h.size(1), dS.data_ptr<T>(),
+                dS.size(1), need_dx ? dx.data_ptr<T>() : nullptr, x.size(1), dh.data_ptr<T>(),
+                dh.size(1), dK.data_ptr<T>(), db.data_ptr<T>(), scratch.data_ptr<T>());
+  return {dx, dh, dK, db};
+}
+
+// the shape of a conv_product call: x (B, Ci*W), h (B, C*W), kernel (Go, (Ci + C)*k)
+ConvShape conv_args(const Tensor& x, const Tensor& h, const Tensor& kernel, int64_t width) {
+  for (const Tensor* t : {&x, &h, &kernel}) {
+    TORCH_CHECK(t->device().is_cpu() && t->dim() == 2 && t->is_contiguous() &&
+                    t->scalar_type() == h.scalar_type() &&
+                    (h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble),
+                "conv_product wants contiguous 2-D CPU float x, h and kernel of one dtype");
+  }
+  TORCH_CHECK(width > 0 && x.size(0) == h.size(0) && x.size(1) % width == 0 &&
+                  h.size(1) % width == 0 && h.size(1) > 0,
+              "conv_product wants x (B, Ci*W), h (B, C*W) with C > 0, width W > 0");
+  const int64_t Ci = x.size(1) / width, C = h.size(1) / width;
+  TORCH_CHECK(kernel.size(1) % (Ci + C) == 0, "conv_product: the kernel must be (Go, (",
+              Ci, " + ", C, ") * k), got ", kernel.sizes());
+  const int64_t k = kernel.size(1) / (Ci + C);
+  return ConvShape{width, Ci, C, k, kernel.size(0)};
+}
+
+Tensor conv_product_op(const Tensor& x, const Tensor& h, const Tensor& kernel, int64_t width) {
+  const ConvShape cs = conv_args(x, h, kernel, width);
+  if (h.scalar_type() == at::kDouble) return conv_product_impl<double>(cs, x, h, kernel);
+  return conv_product_impl<float>(cs, x, h, kernel);
+}
+
+std::vector<Tensor> conv_product_backward_op(const Tensor& x, const Tensor& h,
+                                             const Tensor& kernel, const Tensor& dS,
+                                             int64_t width, bool need_dx) {
+  const ConvShape cs = conv_args(x, h, kernel, width);
+  TORCH_CHECK(dS.is_contiguous() && dS.scalar_type() == h.scalar_type() &&
+                  dS.sizes() == at::IntArrayRef({h.size(0), cs.Go * width}),
+              "conv_product_backward wants dS (B, Go*W) like the product's output");
+  if (h.scalar_type() == at::kDouble) {
+    return conv_backward_impl<double>(cs, x, h, kernel, dS, need_dx);
+  }
+  return conv_backward_impl<float>(cs, x, h, kernel, dS, need_dx);
+}
+
 // timings per phase since the last call (seconds summed over shards); enables profiling
 std::vector<double> profile_op(bool enable) {
   std::lock_guard<std::mutex> lock(g_times_mutex);
@@ -83,4 +154,10 @@ TORCH_LIBRARY_FRAGMENT(rnnzoo_fused, m) {
   m.def("profile(bool enable) -> float[]", &rnnzoo_fused::profile_op);
   m.def("config(int chunk_rows, int shard_rows, int packed) -> int[]",
         &rnnzoo_fused::config_op);
+  m.def("conv_product(Tensor x, Tensor h, Tensor kernel, int width) -> Tensor",
+        &rnnzoo_fused::conv_product_op);
+  m.def(
+      "conv_product_backward(Tensor x, Tensor h, Tensor kernel, Tensor dS, int width, "
+      "bool need_dx) -> Tensor[]",
+      &rnnzoo_fused::conv_product_backward_op);
 }

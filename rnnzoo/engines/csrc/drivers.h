@@ -1,9 +1,13 @@
 // The generic drivers: the forward and backward time loops shared by every kernel family
-// (family.h), compiled once per dtype in drivers.cpp.
+// (family.h), compiled once per dtype in forward.cpp and backward.cpp. Per step the input
+// map and the recurrent product are dense GEMMs with W_ih and W_hh, or with a ConvShape that
+// is on (row cells), ONE 1-D "same" convolution of [x_t ; h_{t-1} * mask] (conv.h), w_ih and
+// w_hh being the compact kernels (Gr / W, (I / W) * k) and (Gr / W, (N / W) * k).
 #pragma once
 
 #include <vector>
 
+#include "conv.h"
 #include "family.h"
 
 namespace rnnzoo_fused {
@@ -44,10 +48,12 @@ template <typename T>
 std::vector<Tensor> forward_impl(const Kernel<T>& k, const Tensor& x, const Tensor& w_ih,
                                  const Tensor& b, const Tensor& w_hh, const Tensor& extra,
                                  const std::vector<Tensor>& state,
-                                 const c10::optional<Tensor>& mask, bool train);
+                                 const c10::optional<Tensor>& mask, bool train,
+                                 const ConvShape& cs);
 
 // backward over the whole sequence. Returns [dx (empty unless need_dx), dW_ih, db, dW_hh
-// (empty without a GEMM), dextra (empty without extras), dh_0, (dc_0)]
+// (empty without a GEMM; dW_ih and dW_hh in the kernels' shapes with a convolution), dextra
+// (empty without extras), dh_0, (dc_0)]
 template <typename T>
 std::vector<Tensor> backward_impl(const Kernel<T>& k, const Tensor& x, const Tensor& w_ih,
                                   const Tensor& w_hh, const Tensor& extra,
@@ -56,6 +62,6 @@ std::vector<Tensor> backward_impl(const Kernel<T>& k, const Tensor& x, const Ten
                                   const std::vector<Tensor>& saved,
                                   const c10::optional<Tensor>& dys,
                                   const std::vector<c10::optional<Tensor>>& dstate,
-                                  bool need_dx);
+                                  bool need_dx, const ConvShape& cs);
 
 }  // namespace rnnzoo_fused

@@ -37,7 +37,9 @@
 //   template <typename T> static void fwd(const FwdArgs<T>&), bwd(const BwdArgs<T>&)
 //
 // The Python side (a cell's fused_params()) passes w_ih (G, I), bias (G,), w_hh (Gr, N) or
-// an empty tensor, extra (E,) or an empty tensor, and the state tensors (B, N).
+// an empty tensor, extra (E,) or an empty tensor, and the state tensors (B, N). A row cell
+// passes conv_width = W and its compact kernels as w_ih and w_hh: the drivers then compute
+// X + S of every step as ONE 1-D convolution over [x_t ; hr] (conv.h) in the same layout.
 #pragma once
 
 #include <map>

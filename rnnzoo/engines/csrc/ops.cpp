@@ -10,6 +10,11 @@
 //   3. in the Python cell: fused_kernel = "leaky" and fused_params() returning its
 //      w_ih (G, I), bias (G,), w_hh (Gr, N) or None, extra (E,) or None.
 // tests/test_fused.py then checks it against the loop engine with every other cell.
+// A cell whose input and recurrent maps are 1-D "same" convolutions over channel-major maps
+// of width W (convrnn, convlstm) passes the compact kernels, w_ih (Gr / W, (I / W) * k) and
+// w_hh (Gr / W, (N / W) * k), with conv_width = W: the drivers then run both maps as one
+// convolution (conv.h) instead of the dense GEMMs, for any family whose input goes into S
+// and whose output is its state, and return dW_ih and dW_hh in the kernels' shapes.
 // A cell whose step does not fit one GEMM plus element-wise code gets a driver of its own
 // (lmu.h / lmu.cpp: the LMU), listed in kOwnDriver below and dispatched by name.
 #include <torch/library.h>
@@ -88,10 +93,20 @@ std::vector<Tensor> with_family(const std::string& name, const Tensor& x, int64_
   return f(it->second.f32(N, I));
 }
 
+// the convolution of a conv_width > 0 call (checked against the family), else none
+template <typename T>
+ConvShape conv_of(const Kernel<T>& k, int64_t conv_width, const Tensor& x, const Tensor& w_ih,
+                  const Tensor& w_hh, int64_t N) {
+  if (conv_width <= 0) return ConvShape{};
+  TORCH_CHECK(k.input_in_s && k.output != Output::kOwn,
+              "conv_width needs a family that adds its input into S and outputs its state");
+  return conv_shape(conv_width, w_ih, w_hh, x.size(2), N, k.Gr);
+}
+
 std::vector<Tensor> forward_op(const std::string& cell, const Tensor& x, const Tensor& w_ih,
                                const Tensor& b, const Tensor& w_hh, const Tensor& extra,
                                at::TensorList state, const c10::optional<Tensor>& mask,
-                               bool train) {
+                               bool train, int64_t conv_width) {
   std::vector<Tensor> st(state.begin(), state.end());
   check_inputs(x, st);
   for (const Tensor* t : {&w_ih, &b, &w_hh, &extra}) check_dense(*t, "the parameters");
@@ -111,7 +126,8 @@ std::vector<Tensor> forward_op(const std::string& cell, const Tensor& x, const T
     TORCH_CHECK(int64_t(st.size()) == k.states, "family '", cell, "' wants ", k.states,
                 " state tensors, got ", st.size());
     using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
-    return forward_impl<S>(k, x, w_ih, b, w_hh, extra, st, mask, train);
+    const ConvShape cs = conv_of(k, conv_width, x, w_ih, w_hh, st[0].size(1));
+    return forward_impl<S>(k, x, w_ih, b, w_hh, extra, st, mask, train, cs);
   });
 }
 
@@ -119,7 +135,8 @@ std::vector<Tensor> backward_op(const std::string& cell, const Tensor& x, const 
                                 const Tensor& w_hh, const Tensor& extra, at::TensorList state,
                                 const c10::optional<Tensor>& mask, const Tensor& ys,
                                 at::TensorList saved, const c10::optional<Tensor>& dys,
-                                const c10::List<c10::optional<Tensor>>& dstate, bool need_dx) {
+                                const c10::List<c10::optional<Tensor>>& dstate, bool need_dx,
+                                int64_t conv_width) {
   std::vector<Tensor> st(state.begin(), state.end());
   std::vector<Tensor> sv(saved.begin(), saved.end());
   std::vector<c10::optional<Tensor>> ds;
@@ -142,7 +159,8 @@ std::vector<Tensor> backward_op(const std::string& cell, const Tensor& x, const 
   }
   return with_family(cell, x, st[0].size(1), [&](const auto& k) {
     using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
-    return backward_impl<S>(k, x, w_ih, w_hh, extra, st, mask, ys, sv, dys, ds, need_dx);
+    const ConvShape cs = conv_of(k, conv_width, x, w_ih, w_hh, st[0].size(1));
+    return backward_impl<S>(k, x, w_ih, w_hh, extra, st, mask, ys, sv, dys, ds, need_dx, cs);
   });
 }
 
@@ -165,12 +183,12 @@ bool flush_denormal_op(bool enable) {
 TORCH_LIBRARY(rnnzoo_fused, m) {
   m.def(
       "forward(str cell, Tensor x, Tensor w_ih, Tensor b, Tensor w_hh, Tensor extra, "
-      "Tensor[] state, Tensor? mask, bool train) -> Tensor[]",
+      "Tensor[] state, Tensor? mask, bool train, int conv_width=0) -> Tensor[]",
       &rnnzoo_fused::forward_op);
   m.def(
       "backward(str cell, Tensor x, Tensor w_ih, Tensor w_hh, Tensor extra, Tensor[] state, "
-      "Tensor? mask, Tensor ys, Tensor[] saved, Tensor? dys, Tensor?[] dstate, bool need_dx) "
-      "-> Tensor[]",
+      "Tensor? mask, Tensor ys, Tensor[] saved, Tensor? dys, Tensor?[] dstate, bool need_dx, "
+      "int conv_width=0) -> Tensor[]",
       &rnnzoo_fused::backward_op);
   m.def("families() -> str[]", &rnnzoo_fused::family_names);
   m.def("state_output(str cell) -> bool", &rnnzoo_fused::state_output_op);
