@@ -40,7 +40,7 @@ SHAPES = [  # (B, Ci, C, Go, W)
     (2, 1, 3, 5, 2),  # width smaller than the kernel
     (5, 2, 1, 3, 1),  # one pixel
     (3, 0, 3, 3, 3),  # no input maps
-    (37, 1, 3, 5, 6),  # more rows
+    (37, 1, 3, 5, 6),  # several blocks of rows (16 + 16 + 5)
 ]
 
 

@@ -243,7 +243,7 @@ std::vector<Tensor> backward_impl(const Kernel<T>& k, const Tensor& x, const Ten
   const int64_t per_shard = Rmax * 5 * d.N +
                             K * Rmax * (d.Gr + (separate_dX ? d.G : 0) + (dense ? d.N : 0) +
                                         d.I + 1) +
-                            ConvProduct<T>::scratch_size(cs, Rmax);
+                            ConvProduct<T>::scratch_size(cs);
   const int64_t dWhh_size = cs.on() ? cs.Go * cs.rows() : d.Gr * d.N;  // dK with a conv
   BwdBuffers g{at::zeros({sh.n, dWhh_size}, opts), at::zeros({sh.n, d.G * (d.I + 1)}, opts),
                at::zeros({sh.n, std::max<int64_t>(d.E, 1)}, opts),

@@ -66,7 +66,7 @@ Tensor conv_product_impl(const ConvShape& cs, const Tensor& x, const Tensor& h,
                          const Tensor& kernel) {
   const int64_t B = h.size(0);
   Tensor S = at::zeros({B, cs.Go * cs.W}, h.options());
-  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs, B)}, h.options());
+  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs)}, h.options());
   const ConvProduct<T> conv{cs, kernel.data_ptr<T>()};
   conv.forward(B, x.data_ptr<T>(), x.size(1), h.data_ptr<T>(), h.size(1), nullptr,
                S.data_ptr<T>(), S.size(1), scratch.data_ptr<T>());
@@ -82,7 +82,7 @@ std::vector<Tensor> conv_backward_impl(const ConvShape& cs, const Tensor& x, con
   Tensor dx = at::empty({need_dx ? B : 0, x.size(1)}, h.options());
   Tensor dh = at::empty(h.sizes(), h.options()), dK = at::zeros(kernel.sizes(), h.options());
   Tensor db = at::zeros({cs.Go * cs.W}, h.options());
-  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs, B)}, h.options());
+  Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs)}, h.options());
   const ConvProduct<T> conv{cs, kernel.data_ptr<T>()};
   conv.backward(B, x.data_ptr<T>(), x.size(1), h.data_ptr<T>(), h.size(1), dS.data_ptr<T>(),
                 dS.size(1), need_dx ? dx.data_ptr<T>() : nullptr, x.size(1), dh.data_ptr<T>(),

@@ -178,28 +178,42 @@ void gather(const ConvShape& cs, int64_t R, const T* dS, int64_t ldS, T* dY, T* 
   }
 }
 
-// One step's convolution for a shard, on its scratch (scratch_size elements for `rows`, the
-// most rows a shard has): col (rows(), R*W), Y / dY (Go, R*W), dcol (rows(), R*W).
+// batch rows per block of the convolution product: one block's im2col buffer stays in L2
+// (see ConvProduct). Measured with scripts/benchmark.py (loop and fused interleaved, 2
+// threads, no other job; the host's noise moves the milliseconds by +-30%, so ratios):
+// loop / fused for convrnn 2.45-2.69 (mean 2.53, 6 runs) with 16-row blocks vs 2.08-2.43
+// (mean 2.24, 5 runs) with whole 64-row shards; convlstm 3.22 vs 3.20 (means). Fused alone,
+// and on one thread beside another job, the difference was within the noise.
+inline int64_t g_conv_block_rows = 16;
+
+// One step's convolution for a shard, block by block of g_conv_block_rows batch rows (the
+// im2col of a whole 64-row shard, 85 rows x 1792 columns, is 610 KB: more than this machine's
+// 512 KB L2, so the GEMM read it back from L3), on its scratch (scratch_size elements): col
+// (rows(), Rb*W), Y / dY (Go, Rb*W), dcol (rows(), Rb*W). The blocks are fixed by the shard's
+// rows, so every sum keeps its order.
 template <typename T>
 struct ConvProduct {
   ConvShape cs;
   const T* K;  // (Go, rows()) = [K_x | K_h]
+  int64_t block = g_conv_block_rows;
 
-  static int64_t scratch_size(const ConvShape& cs, int64_t rows) {
-    return cs.on() ? rows * cs.W * (2 * cs.rows() + cs.Go) : 0;
+  static int64_t scratch_size(const ConvShape& cs) {
+    return cs.on() ? g_conv_block_rows * cs.W * (2 * cs.rows() + cs.Go) : 0;
   }
 
   // S (R, ldS) = bias + conv([x ; h]) (S += conv(...) with a null bias): x (R, Ci*W), h (R,
   // C*W) with leading dimensions ldx, ldh, bias (Go*W)
   void forward(int64_t R, const T* x, int64_t ldx, const T* h, int64_t ldh, const T* bias, T* S,
                int64_t ldS, T* scratch) const {
-    const int64_t RW = R * cs.W;
-    T* col = scratch;
-    T* Y = col + RW * cs.rows();
-    im2col(cs, cs.Ci, R, x, ldx, col, RW);
-    im2col(cs, cs.C, R, h, ldh, col + cs.rows_x() * RW, RW);
-    mm_nn<T>(cs.Go, RW, cs.rows(), K, cs.rows(), col, RW, T(0), Y, RW);
-    scatter(cs, R, Y, bias, S, ldS);
+    for (int64_t r0 = 0; r0 < R; r0 += block) {
+      const int64_t Rb = std::min(block, R - r0), RW = Rb * cs.W;
+      T* col = scratch;
+      T* Y = col + RW * cs.rows();
+      im2col(cs, cs.Ci, Rb, x + r0 * ldx, ldx, col, RW);
+      im2col(cs, cs.C, Rb, h + r0 * ldh, ldh, col + cs.rows_x() * RW, RW);
+      mm_nn<T>(cs.Go, RW, cs.rows(), K, cs.rows(), col, RW, T(0), Y, RW);
+      scatter(cs, Rb, Y, bias, S + r0 * ldS, ldS);
+    }
   }
 
   // the gradients of sum(dS * (bias + conv([x ; h]))): dh (R, lddh) and, unless dx is null,
@@ -207,19 +221,22 @@ struct ConvProduct {
   void backward(int64_t R, const T* x, int64_t ldx, const T* h, int64_t ldh, const T* dS,
                 int64_t ldS, T* dx, int64_t lddx, T* dh, int64_t lddh, T* dK, T* db,
                 T* scratch) const {
-    const int64_t RW = R * cs.W, nx = cs.rows_x();
-    T* col = scratch;
-    T* dY = col + RW * cs.rows();
-    T* dcol = dY + RW * cs.Go;
-    gather(cs, R, dS, ldS, dY, db);
+    const int64_t nx = cs.rows_x();
     const int64_t skip = dx ? 0 : nx;  // the x rows of dcol only when dx is wanted
-    mm_tn<T>(cs.rows() - skip, RW, cs.Go, K + skip, cs.rows(), dY, RW, T(0), dcol + skip * RW,
-             RW);
-    if (dx) col2im(cs, cs.Ci, R, dcol, RW, dx, lddx);
-    col2im(cs, cs.C, R, dcol + nx * RW, RW, dh, lddh);
-    im2col(cs, cs.Ci, R, x, ldx, col, RW);
-    im2col(cs, cs.C, R, h, ldh, col + nx * RW, RW);
-    mm_nt<T>(cs.Go, cs.rows(), RW, dY, RW, col, RW, T(1), dK, cs.rows());
+    for (int64_t r0 = 0; r0 < R; r0 += block) {
+      const int64_t Rb = std::min(block, R - r0), RW = Rb * cs.W;
+      T* col = scratch;
+      T* dY = col + RW * cs.rows();
+      T* dcol = dY + RW * cs.Go;
+      gather(cs, Rb, dS + r0 * ldS, ldS, dY, db);
+      mm_tn<T>(cs.rows() - skip, RW, cs.Go, K + skip, cs.rows(), dY, RW, T(0),
+               dcol + skip * RW, RW);
+      if (dx) col2im(cs, cs.Ci, Rb, dcol, RW, dx + r0 * lddx, lddx);
+      col2im(cs, cs.C, Rb, dcol + nx * RW, RW, dh + r0 * lddh, lddh);
+      im2col(cs, cs.Ci, Rb, x + r0 * ldx, ldx, col, RW);
+      im2col(cs, cs.C, Rb, h + r0 * ldh, ldh, col + nx * RW, RW);
+      mm_nt<T>(cs.Go, cs.rows(), RW, dY, RW, col, RW, T(1), dK, cs.rows());
+    }
   }
 };
 

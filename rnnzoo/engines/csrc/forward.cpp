@@ -129,7 +129,7 @@ std::vector<Tensor> forward_impl(const Kernel<T>& k, const Tensor& x, const Tens
   const Shards sh = make_shards(d.B);
   const int64_t Sw = k.input_in_s ? std::max(d.G, d.Gr) : d.Gr;
   const int64_t per_shard = sh.max_rows() * (Sw + d.G + 6 * d.N + d.Sv) +
-                            ConvProduct<T>::scratch_size(cs, sh.max_rows());
+                            ConvProduct<T>::scratch_size(cs);
   FwdShard<T> shard{k, d, sh, f,
                     x.data_ptr<T>(), w_ih.data_ptr<T>(), f.w_ih_t.template data_ptr<T>(),
                     b.data_ptr<T>(), ptr_if<T>(d.Gr > 0, w_hh), ptr_if<T>(d.E > 0, extra),
