@@ -60,7 +60,7 @@ def gemm_layers(model: SequenceClassifier) -> list[GemmLayer]:
         trains = trains or any(p.requires_grad for p in cell.parameters())
         trains = trains or any(p.requires_grad for p in model.input_maps[k].parameters())
         # the GEMMs of the cell's kernel family (e.g. LipschitzRNN's stacked [A; W], the LMU's
-        # one matrix on [h | m]); cells without a family: their own weight_hh / weight_ih
+        # [W_h | W_m] on [h | m_t]); cells without a family: their own weight_hh / weight_ih
         params = cell.fused_params()
         mapped = not isinstance(model.input_maps[k], nn.Identity)
         dx = trains and (k >= model.num_directions or mapped)

@@ -33,7 +33,9 @@ Fused kernel "lmu": a driver of its own (rnnzoo/engines/csrc/lmu.h). u is a scal
 so the memory is written through Bbar u (rank one) and a step costs two GEMMs per row, d^2
 (m Abar^T) and H (H + d) ([h | m_t] [W_h | W_m]^T) multiply-adds, where the step's one
 linear map on [h | m] (``packed_matrix``) costs (H + d)^2 and a weight gradient as large;
-Abar is constant, so backward has no d x d weight gradient. ``fused_params``
+Abar is constant, so backward has no d x d weight gradient (one training step at B = 128,
+H = 128, d = 256, T = 784, 2 threads: 792 ms with the one packed matrix, 485 ms, measured).
+``fused_params``
 passes w_ih = [W_x ; e_x^T] (H + 1, I), no bias, w_hh = [W_h | W_m] (H, H + d) and extra =
 [e_h, e_m, Bbar, Abar] (Abar, Bbar detached: constants); the kernel outputs the packed
 state and the fused engine keeps its first H columns.
