@@ -2,7 +2,7 @@
 ``F.conv1d`` in float64: forward, dx, dh, the kernel's and the bias's gradient, for kernel
 sizes 1, 3, 5, widths smaller than the kernel and odd channel counts; and the row cells on
 it through the fused engine at those shapes, with several shards, 1 or 2 threads
-(bit-identical) and float32."""
+(bit-identical), float32, and as two bidirectional layers with recurrent dropout."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cell_checks import F64, assert_same, inputs, result
 
 from rnnzoo.cells.contract import CellContractError, check_cell
 from rnnzoo.engines import fused, fused_build, loop
+from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
 
 ROW_CELLS = ("convrnn", "convlstm")
@@ -113,6 +114,40 @@ def test_fused_equals_loop_with_several_shards(ops, name):
     finally:
         ops.config(0, old[1], -1)
     assert_same(got, result(loop.run, cell, x, state, mask))
+
+
+@pytest.mark.parametrize("name", ROW_CELLS)
+def test_fused_equals_loop_stacked_bidirectional_with_recurrent_dropout(name):
+    """Two bidirectional layers (the second layer's input is 2C maps and needs dx), one
+    recurrent-dropout mask per layer and direction, the top layer's last step only: logits
+    and every parameter's gradient of the fused model equal the loop model's (float64)."""
+    W, models = 28, []
+    for engine in ("loop", "fused"):
+        torch.manual_seed(0)
+        models.append(
+            SequenceClassifier(
+                name, W, 3 * W, num_layers=2, bidirectional=True, recurrent_dropout=0.3,
+                engine=engine, cell_kwargs={"kernel_size": 3},
+            ).double().train()
+        )  # fmt: skip
+    ref, fus = models
+    fus.load_state_dict(ref.state_dict())
+    assert fus.engine_name == "fused" and ref.engine_name == "loop"
+    x = torch.randn(6, 3, W, dtype=F64)  # T, B
+    torch.manual_seed(3)
+    masks = ref.sample_masks(3)
+    assert masks is not None and len(masks) == 4
+    out = []
+    for model in (ref, fus):
+        logits, final = model(x, masks=masks)
+        loss = logits.square().sum() + sum(s.sum() for st in final for s in st)
+        params = dict(model.named_parameters())
+        grads = torch.autograd.grad(loss, list(params.values()))
+        out.append((logits, dict(zip(params, grads, strict=True))))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-10)
+    assert out[1][1].keys() == out[0][1].keys()
+    for name, g in out[0][1].items():
+        torch.testing.assert_close(out[1][1][name], g, rtol=1e-10, atol=1e-10, msg=name)
 
 
 def _float32(cell, batch: int):

@@ -86,39 +86,6 @@ def test_fused_runs_the_elman_family_on_the_compact_kernels():
     assert torch.equal(params.bias, cell.bias.repeat_interleave(W))
 
 
-def test_fused_equals_loop_stacked_bidirectional_with_recurrent_dropout():
-    """Two bidirectional layers (the second layer's input is 2C maps and needs dx), one
-    recurrent-dropout mask per layer and direction, the top layer's last step only: logits
-    and every parameter's gradient of the fused model equal the loop model's (float64)."""
-    models = []
-    for engine in ("loop", "fused"):
-        torch.manual_seed(0)
-        models.append(
-            SequenceClassifier(
-                "convrnn", W, 3 * W, num_layers=2, bidirectional=True, recurrent_dropout=0.3,
-                engine=engine, cell_kwargs={"kernel_size": 3},
-            ).double().train()
-        )  # fmt: skip
-    ref, fus = models
-    fus.load_state_dict(ref.state_dict())
-    assert fus.engine_name == "fused" and ref.engine_name == "loop"
-    x = torch.randn(T, B, W, dtype=F64)
-    torch.manual_seed(3)
-    masks = ref.sample_masks(B)
-    assert masks is not None and len(masks) == 4
-    out = []
-    for model in (ref, fus):
-        logits, final = model(x, masks=masks)
-        loss = logits.square().sum() + sum(s.sum() for st in final for s in st)
-        params = dict(model.named_parameters())
-        grads = torch.autograd.grad(loss, list(params.values()))
-        out.append((logits, dict(zip(params, grads, strict=True))))
-    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-10)
-    assert out[1][1].keys() == out[0][1].keys()
-    for name, g in out[0][1].items():
-        torch.testing.assert_close(out[1][1][name], g, rtol=1e-10, atol=1e-10, msg=name)
-
-
 def test_gradcheck_on_a_narrow_row():
     torch.manual_seed(0)
     cell = create_cell("convrnn", 2 * 5, 2 * 5, kernel_size=3, width=5).to(F64)
