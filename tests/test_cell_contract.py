@@ -291,7 +291,7 @@ def test_fused_families_are_read_from_the_headers():
     zoo = {rnnzoo.create_cell(n, 1, 4).fused_kernel for n in generic_cells()} - {None}
     zoo |= {rnnzoo.create_cell(n, 28, 56).fused_kernel for n in ROW_CELLS}  # rows of 28
     assert zoo <= set(fused_families()) and "elman_tanh" in fused_families()
-    assert "lmu" in fused_families()  # a driver of its own (csrc/ops.cpp kOwnDriver)
+    assert "lmu" in fused_families()  # a driver of its own (csrc/ops.cpp kOwnDrivers)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

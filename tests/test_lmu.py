@@ -10,6 +10,7 @@ import torch
 from cell_reference import F64, H, I, assert_matches_reference, randomize_
 from scipy.signal import cont2discrete
 
+from rnnzoo.engines import fused_build
 from rnnzoo.model import SequenceClassifier
 from rnnzoo.registry import create_cell
 
@@ -119,3 +120,15 @@ def test_bad_kwargs_raise():
         create_cell("lmu", I, H, order=0)
     with pytest.raises(ValueError, match="theta"):
         create_cell("lmu", I, H, theta=-1.0)
+
+
+def test_own_driver_refuses_a_convolution():
+    # the LMU's driver has no convolution product: conv_width is refused, not ignored
+    cell = create_cell("lmu", I, H, order=ORDER)
+    p = cell.fused_params()
+    x, hm = torch.randn(2, 3, I), torch.zeros(3, H + ORDER)
+    args = ("lmu", x, p.w_ih.detach(), p.bias, p.w_hh.detach(), p.extra.detach(), [hm], None)
+    ops = fused_build.load_ops()
+    assert ops.forward(*args, False, 0)[0].shape == (2, 3, H + ORDER)
+    with pytest.raises(RuntimeError, match="no conv_width"):
+        ops.forward(*args, False, 4)

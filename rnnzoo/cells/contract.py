@@ -41,7 +41,7 @@ from rnnzoo.errors import UserError, one_line
 NATIVE_MODES = ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")
 _PROBE_T, _PROBE_B = 2, 2
 _FAMILY_LINE = re.compile(r"^\s*RNNZOO_FAMILY\(\s*(\w+)\s*,", re.M)
-_OWN_DRIVERS = re.compile(r"kOwnDriver\[\]\s*=\s*\{([^}]*)\}")
+_OWN_DRIVER = re.compile(r'\{\s*"(\w+)",\s*&')  # an entry of kOwnDrivers: {"lmu", &...
 
 
 class CellContractError(UserError):
@@ -156,13 +156,12 @@ def _describe_state(state: Any) -> str:
 def fused_families() -> list[str]:
     """Kernel families compiled into the fused engine: the ``RNNZOO_FAMILY(name, ...)``
     lines of ``rnnzoo/engines/csrc/families/*.h`` and the families with a driver of their
-    own (``kOwnDriver`` in ``csrc/ops.cpp``: the LMU), read, not built (cheap); sorted."""
+    own (``kOwnDrivers`` in ``csrc/ops.cpp``: the LMU), read, not built (cheap); sorted."""
     csrc = Path(__file__).resolve().parents[1] / "engines" / "csrc"
     names = set()
     for header in (csrc / "families").glob("*.h"):
         names.update(_FAMILY_LINE.findall(header.read_text()))
-    own = _OWN_DRIVERS.search((csrc / "ops.cpp").read_text())
-    names.update(re.findall(r'"(\w+)"', own.group(1)) if own else ())
+    names.update(_OWN_DRIVER.findall((csrc / "ops.cpp").read_text()))
     return sorted(names)
 
 

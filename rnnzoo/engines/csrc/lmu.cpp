@@ -241,10 +241,8 @@ struct LmuBwd {
   }
 };
 
-}  // namespace
-
 template <typename T>
-std::vector<Tensor> lmu_forward(const Tensor& x, const Tensor& w_ih, const Tensor& b,
+std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& w_ih, const Tensor& b,
                                 const Tensor& w_hh, const Tensor& extra, const Tensor& hm0,
                                 const c10::optional<Tensor>& mask) {
   const LmuDims<T> d(x, w_ih, w_hh, extra, hm0);
@@ -273,7 +271,7 @@ std::vector<Tensor> lmu_forward(const Tensor& x, const Tensor& w_ih, const Tenso
 }
 
 template <typename T>
-std::vector<Tensor> lmu_backward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
+std::vector<Tensor> backward_impl(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                  const Tensor& extra, const Tensor& hm0,
                                  const c10::optional<Tensor>& mask, const Tensor& ys,
                                  const c10::optional<Tensor>& dys,
@@ -326,21 +324,26 @@ std::vector<Tensor> lmu_backward(const Tensor& x, const Tensor& w_ih, const Tens
           g.dhm0};
 }
 
-template std::vector<Tensor> lmu_forward<float>(const Tensor&, const Tensor&, const Tensor&,
-                                                const Tensor&, const Tensor&, const Tensor&,
-                                                const c10::optional<Tensor>&);
-template std::vector<Tensor> lmu_forward<double>(const Tensor&, const Tensor&, const Tensor&,
-                                                 const Tensor&, const Tensor&, const Tensor&,
-                                                 const c10::optional<Tensor>&);
-template std::vector<Tensor> lmu_backward<float>(const Tensor&, const Tensor&, const Tensor&,
-                                                 const Tensor&, const Tensor&,
-                                                 const c10::optional<Tensor>&, const Tensor&,
-                                                 const c10::optional<Tensor>&,
-                                                 const c10::optional<Tensor>&, bool);
-template std::vector<Tensor> lmu_backward<double>(const Tensor&, const Tensor&, const Tensor&,
-                                                  const Tensor&, const Tensor&,
-                                                  const c10::optional<Tensor>&, const Tensor&,
-                                                  const c10::optional<Tensor>&,
-                                                  const c10::optional<Tensor>&, bool);
+}  // namespace
+
+std::vector<Tensor> lmu_forward(const Tensor& x, const Tensor& w_ih, const Tensor& b,
+                                const Tensor& w_hh, const Tensor& extra, const Tensor& hm0,
+                                const c10::optional<Tensor>& mask) {
+  if (x.scalar_type() == at::kDouble) {
+    return forward_impl<double>(x, w_ih, b, w_hh, extra, hm0, mask);
+  }
+  return forward_impl<float>(x, w_ih, b, w_hh, extra, hm0, mask);
+}
+
+std::vector<Tensor> lmu_backward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
+                                 const Tensor& extra, const Tensor& hm0,
+                                 const c10::optional<Tensor>& mask, const Tensor& ys,
+                                 const c10::optional<Tensor>& dys,
+                                 const c10::optional<Tensor>& dhmT, bool need_dx) {
+  if (x.scalar_type() == at::kDouble) {
+    return backward_impl<double>(x, w_ih, w_hh, extra, hm0, mask, ys, dys, dhmT, need_dx);
+  }
+  return backward_impl<float>(x, w_ih, w_hh, extra, hm0, mask, ys, dys, dhmT, need_dx);
+}
 
 }  // namespace rnnzoo_fused

@@ -40,15 +40,13 @@
 
 namespace rnnzoo_fused {
 
-// forward over the sequence: [ys (T, B, N), [h_T | m_T] (B, N)]; ys is also what backward
-// reads (nothing else is saved)
-template <typename T>
+// forward over the sequence (float32 or float64, x's dtype): [ys (T, B, N), [h_T | m_T]
+// (B, N)]; ys is also what backward reads (nothing else is saved)
 std::vector<Tensor> lmu_forward(const Tensor& x, const Tensor& w_ih, const Tensor& b,
                                 const Tensor& w_hh, const Tensor& extra, const Tensor& hm0,
                                 const c10::optional<Tensor>& mask);
 
 // backward: [dx (empty unless need_dx), dW_ih, db, dW_hh, dextra, d[h_0 | m_0]]
-template <typename T>
 std::vector<Tensor> lmu_backward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                                  const Tensor& extra, const Tensor& hm0,
                                  const c10::optional<Tensor>& mask, const Tensor& ys,

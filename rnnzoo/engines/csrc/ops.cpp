@@ -16,7 +16,7 @@
 // convolution (conv.h) instead of the dense GEMMs, for any family whose input goes into S
 // and whose output is its state, and return dW_ih and dW_hh in the kernels' shapes.
 // A cell whose step does not fit one GEMM plus element-wise code gets a driver of its own
-// (lmu.h / lmu.cpp: the LMU), listed in kOwnDriver below and dispatched by name.
+// (lmu.h / lmu.cpp: the LMU), listed in kOwnDrivers below with its forward and backward.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -51,20 +51,26 @@ void check_inputs(const Tensor& x, const std::vector<Tensor>& state) {
   }
 }
 
-// the families with a driver of their own (lmu.h) instead of the generic ones
-constexpr const char* kOwnDriver[] = {"lmu"};
+// the families with a driver of their own instead of the generic ones: one state tensor,
+// nothing saved but the output sequence, no convolution (lmu.h)
+struct OwnDriver {
+  const char* name;
+  decltype(&lmu_forward) forward;
+  decltype(&lmu_backward) backward;
+};
+const OwnDriver kOwnDrivers[] = {{"lmu", &lmu_forward, &lmu_backward}};
 
-bool own_driver(const std::string& name) {
-  for (const char* n : kOwnDriver) {
-    if (name == n) return true;
+const OwnDriver* own_driver(const std::string& name) {
+  for (const OwnDriver& d : kOwnDrivers) {
+    if (name == d.name) return &d;
   }
-  return false;
+  return nullptr;
 }
 
 std::vector<std::string> family_names() {
   std::vector<std::string> names;
   for (const auto& kv : family_registry()) names.push_back(kv.first);
-  for (const char* n : kOwnDriver) names.push_back(n);
+  for (const OwnDriver& d : kOwnDrivers) names.push_back(d.name);
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -72,7 +78,7 @@ std::vector<std::string> family_names() {
 // whether the family's output y_t is its state h_t (or a prefix of it), so that the last
 // output is the final state; false for families that write their own y_t (kOwn)
 bool state_output_op(const std::string& name) {
-  if (own_driver(name)) return true;  // the LMU's output is its packed state
+  if (own_driver(name)) return true;  // their output is their (packed) state
   const auto it = family_registry().find(name);
   TORCH_CHECK(it != family_registry().end(), "unknown fused kernel family '", name, "'");
   return it->second.f32(1, 1).output != Output::kOwn;
@@ -115,12 +121,10 @@ std::vector<Tensor> forward_op(const std::string& cell, const Tensor& x, const T
     TORCH_CHECK(mask->sizes() == st[0].sizes() && mask->scalar_type() == x.scalar_type(),
                 "the recurrent-dropout mask must be (B, N) with x's dtype");
   }
-  if (cell == "lmu") {
-    TORCH_CHECK(st.size() == 1, "family 'lmu' wants 1 state tensor, got ", st.size());
-    if (x.scalar_type() == at::kDouble) {
-      return lmu_forward<double>(x, w_ih, b, w_hh, extra, st[0], mask);
-    }
-    return lmu_forward<float>(x, w_ih, b, w_hh, extra, st[0], mask);
+  if (const OwnDriver* own = own_driver(cell)) {
+    TORCH_CHECK(st.size() == 1 && conv_width <= 0, "family '", cell,
+                "' wants 1 state tensor and no conv_width");
+    return own->forward(x, w_ih, b, w_hh, extra, st[0], mask);
   }
   return with_family(cell, x, st[0].size(1), [&](const auto& k) {
     TORCH_CHECK(int64_t(st.size()) == k.states, "family '", cell, "' wants ", k.states,
@@ -149,13 +153,10 @@ std::vector<Tensor> backward_op(const std::string& cell, const Tensor& x, const 
   for (const auto& d : ds) {
     if (d.has_value()) check_dense(*d, "the final-state gradient");
   }
-  if (cell == "lmu") {
-    TORCH_CHECK(st.size() == 1 && sv.empty() && ds.size() == 1,
-                "family 'lmu' wants 1 state tensor and nothing saved");
-    if (x.scalar_type() == at::kDouble) {
-      return lmu_backward<double>(x, w_ih, w_hh, extra, st[0], mask, ys, dys, ds[0], need_dx);
-    }
-    return lmu_backward<float>(x, w_ih, w_hh, extra, st[0], mask, ys, dys, ds[0], need_dx);
+  if (const OwnDriver* own = own_driver(cell)) {
+    TORCH_CHECK(st.size() == 1 && sv.empty() && ds.size() == 1 && conv_width <= 0, "family '",
+                cell, "' wants 1 state tensor, nothing saved and no conv_width");
+    return own->backward(x, w_ih, w_hh, extra, st[0], mask, ys, dys, ds[0], need_dx);
   }
   return with_family(cell, x, st[0].size(1), [&](const auto& k) {
     using S = typename ScalarOf<std::decay_t<decltype(k)>>::type;
