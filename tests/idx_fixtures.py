@@ -92,3 +92,20 @@ def tiny_cfg(root: str | Path, **overrides: object) -> dict:
     }
     cfg.update(overrides)
     return cfg
+
+
+def raw_dir(root: Path, source: str = "mnist") -> Path:
+    """The raw-file folder of ``source`` under ``root`` (torchvision's layout)."""
+    return root / FOLDERS[source] / "raw"
+
+
+def all_x(split, batch_size: int = 64) -> torch.Tensor:
+    """The whole split in file order, (T, N, I)."""
+    return torch.cat([x for x, _ in split.batches(batch_size)], dim=1)
+
+
+def one_line_error(exc_info) -> str:
+    """The message of a raised error, asserted to be one line without padding."""
+    message = str(exc_info.value)
+    assert "\n" not in message and message.strip() == message
+    return message
