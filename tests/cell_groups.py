@@ -16,3 +16,25 @@ ROW_CELLS = ("convlstm", "convrnn")
 def generic_cells() -> list[str]:
     """Registered cells that take any input and hidden size, sorted."""
     return [name for name in list_cells() if name not in ROW_CELLS]
+
+
+#: native_mode of the cells that have one (every other cell: None)
+NATIVE_MODES = {
+    "rnn": "RNN_TANH",
+    "irnn": "RNN_RELU",
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "peephole": None,
+    "indrnn": None,
+    "ugrnn": None,
+    "intersection": None,
+    "lru": None,
+    "mingru": None,
+    "minlstm": None,
+    "leaky": None,
+    "esn": None,
+    "cornn": None,
+    "lipschitz": None,
+    "exprnn": None,
+    "lmu": None,
+}

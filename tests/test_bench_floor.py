@@ -4,6 +4,8 @@ whose parameters do not carry torch's names (the LMU); row cells: their convolut
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rnnzoo.bench import BenchConfig, run_benchmark
@@ -63,3 +65,26 @@ def test_lmu_gets_a_floor_row_and_its_ratio():
     res = run_benchmark(cfg)["cells"]["lmu"]
     assert res["gemm"]["ms_per_step"] > 0
     assert res["engines"]["loop"]["ratio_vs_gemm"] > 0
+
+
+def test_benchmark_writes_every_ratio(tmp_path):
+    from rnnzoo.bench import BenchConfig, format_table, run_benchmark
+
+    cfg = BenchConfig(
+        batch_size=4, hidden_size=8, seq_len=6, cells=["lstm", "indrnn"], repeats=2,
+        naive_repeats=1, warmup=1,
+    )  # fmt: skip
+    report = run_benchmark(cfg)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(report))
+    data = json.loads(path.read_text())
+    lstm = data["cells"]["lstm"]
+    assert set(lstm["engines"]) == {"loop", "native", "fused"}
+    for row in lstm["engines"].values():
+        for key in ("ms_per_step", "seq_per_s", "ratio_vs_builtin", "ratio_vs_gemm"):
+            assert row[key] > 0
+        assert row["ratio_vs_naive64"] > 0
+    assert lstm["builtin"]["ms_per_step"] > 0 and lstm["gemm"]["ms_per_step"] > 0
+    assert data["cells"]["indrnn"]["engines"]["fused"]["ratio_vs_builtin"] is None
+    assert lstm["best"] in lstm["engines"]
+    assert "lstm" in format_table(report)

@@ -1,5 +1,5 @@
 """Cells: the contract (shapes, gradients, masks), equivalence with torch.nn and with the
-equations in each module docstring, initialization, the registry and conf/model/."""
+equations in each module docstring, initialization (the registry: tests/test_registry.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from cell_groups import generic_cells
+from cell_groups import NATIVE_MODES, generic_cells
 from torch import Tensor, nn
 
-import rnnzoo
-from rnnzoo.cells import IntersectionCell, PeepholeLSTMCell, RecurrentCell
-from rnnzoo.registry import create_cell, list_cells, register_cell, resolve_name
+from rnnzoo.cells import RecurrentCell
+from rnnzoo.registry import create_cell
 
 T, B, D, H = 5, 3, 4, 6  # steps, batch, input width, hidden width
 F64 = torch.float64
 TESTS = Path(__file__).resolve().parent
-CONF_MODEL = TESTS.parent / "conf" / "model"
 ALL = generic_cells()  # the row cells (convrnn, convlstm) have their own files
 
 
@@ -126,28 +124,6 @@ def test_post_step_hook_and_attributes(name):
     cell.post_step_()  # default init is inside every cell's constraints
     for k, v in cell.state_dict().items():
         assert torch.equal(v, before[k]), f"{name}.post_step_ changed {k}"
-
-
-#: native_mode of the cells that have one (every other cell: None)
-NATIVE_MODES = {
-    "rnn": "RNN_TANH",
-    "irnn": "RNN_RELU",
-    "lstm": "LSTM",
-    "gru": "GRU",
-    "peephole": None,
-    "indrnn": None,
-    "ugrnn": None,
-    "intersection": None,
-    "lru": None,
-    "mingru": None,
-    "minlstm": None,
-    "leaky": None,
-    "esn": None,
-    "cornn": None,
-    "lipschitz": None,
-    "exprnn": None,
-    "lmu": None,
-}
 
 
 # --- equivalence with torch.nn ------------------------------------------------------------
@@ -386,37 +362,6 @@ def test_bad_cell_kwargs_raise():
         create_cell("indrnn", D, H, recurrent_min_abs=2.0, recurrent_max_abs=1.0)
     with pytest.raises(TypeError, match="forget_bias"):
         create_cell("gru", D, H, forget_bias=1.0)
-
-
-# --- registry -----------------------------------------------------------------------------
-
-
-def test_registry_names_and_aliases():
-    assert sorted(NATIVE_MODES) == ALL
-    rnns = ["convrnn", "cornn", "exprnn", "indrnn", "irnn", "rnn", "ugrnn"]
-    assert list_cells("*rnn") == rnns
-    assert rnnzoo.cell_aliases() == {"rnn+": "intersection", "peephole_lstm": "peephole"}
-    assert isinstance(create_cell("rnn+", D, H), IntersectionCell)
-    assert isinstance(create_cell("peephole_lstm", D, H), PeepholeLSTMCell)
-    assert resolve_name("LSTM") == "lstm"
-    assert rnnzoo.is_cell("rnn+") and not rnnzoo.is_cell("transformer")
-
-
-def test_registry_duplicates_raise():
-    with pytest.raises(ValueError, match="already registered"):
-        register_cell("lstm")(object)
-    with pytest.raises(ValueError, match="already registered"):
-        register_cell("fresh_name", aliases=("rnn+",))(object)
-    assert not rnnzoo.is_cell("fresh_name")  # nothing half-registered
-
-
-def test_unknown_cell_one_line_error_with_hint():
-    with pytest.raises(ValueError) as err:
-        create_cell("lstn", D, H)
-    msg = str(err.value)
-    assert "\n" not in msg
-    assert "did you mean 'lstm'" in msg
-    assert all(name in msg for name in ALL)
 
 
 @pytest.mark.parametrize("name", ALL)

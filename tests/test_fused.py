@@ -1,13 +1,11 @@
 """The fused engine: equal to the loop engine (outputs and every gradient, float64), with
 recurrent-dropout masks, stacked layers, carried (TBPTT) states, several shards and both
-input paths; the fallback when the C++ kernels cannot be built; the benchmark's output.
+input paths; the fallback when the C++ kernels cannot be built.
 
 The first test that needs the kernels builds them (~25 s on a fresh 2-core machine; cached
 afterwards in torch's extension directory)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -387,29 +385,3 @@ def test_a_broken_build_is_never_run_under_the_fused_label(broken_build):
     model = SequenceClassifier("lstm", 1, H, engine="fused")
     with pytest.raises(UserError, match="could not be built"):
         model.resolve_engines()
-
-
-# --- the benchmark ---------------------------------------------------------------------------
-
-
-def test_benchmark_writes_every_ratio(tmp_path, ops):
-    from rnnzoo.bench import BenchConfig, format_table, run_benchmark
-
-    cfg = BenchConfig(
-        batch_size=4, hidden_size=8, seq_len=6, cells=["lstm", "indrnn"], repeats=2,
-        naive_repeats=1, warmup=1,
-    )  # fmt: skip
-    report = run_benchmark(cfg)
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps(report))
-    data = json.loads(path.read_text())
-    lstm = data["cells"]["lstm"]
-    assert set(lstm["engines"]) == {"loop", "native", "fused"}
-    for row in lstm["engines"].values():
-        for key in ("ms_per_step", "seq_per_s", "ratio_vs_builtin", "ratio_vs_gemm"):
-            assert row[key] > 0
-        assert row["ratio_vs_naive64"] > 0
-    assert lstm["builtin"]["ms_per_step"] > 0 and lstm["gemm"]["ms_per_step"] > 0
-    assert data["cells"]["indrnn"]["engines"]["fused"]["ratio_vs_builtin"] is None
-    assert lstm["best"] in lstm["engines"]
-    assert "lstm" in format_table(report)
