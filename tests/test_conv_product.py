@@ -1,6 +1,6 @@
 """The fused drivers' convolution product (``rnnzoo/engines/csrc/conv.h``) against
 ``F.conv1d`` in float64: forward, dx, dh, the kernel's and the bias's gradient, for kernel
-sizes 1, 3, 5, widths smaller than the kernel and odd channel counts; and the row cells on
+sizes 1-9, widths smaller than the kernel and odd channel counts; and the row cells on
 it through the fused engine at those shapes, with several shards, 1 or 2 threads
 (bit-identical), float32, and as two bidirectional layers with recurrent dropout."""
 
@@ -41,22 +41,28 @@ SHAPES = [  # (B, Ci, C, Go, W)
     (2, 1, 3, 5, 2),  # width smaller than the kernel
     (5, 2, 1, 3, 1),  # one pixel
     (3, 0, 3, 3, 3),  # no input maps
-    (37, 1, 3, 5, 6),  # several blocks of rows (16 + 16 + 5)
+    (37, 1, 3, 5, 6),  # several blocks of rows (8 lanes: 4 full blocks + 5 rows)
+    (19, 2, 9, 10, 13),  # 13 positions: a tile's padded positions past the width
 ]
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("need_dx", [True, False], ids=["dx", "nodx"])
-@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])  # 3, 5, 7: tiles compiled for their k
 @pytest.mark.parametrize(("B", "Ci", "C", "Go", "W"), SHAPES)
-def test_product_matches_conv1d_forward_and_gradients(ops, B, Ci, C, Go, W, k, need_dx):
+def test_product_matches_conv1d_forward_and_gradients(ops, B, Ci, C, Go, W, k, need_dx, dtype):
+    """float32 takes the other code path on AVX2: 8 x 8 register transposes between rows and
+    map blocks (float64's 4 lanes go element by element); B = 3, 37 leave lanes unused."""
     g = torch.Generator().manual_seed(k * 100 + W)
     x = torch.randn(B, Ci * W, generator=g, dtype=F64)
     h = torch.randn(B, C * W, generator=g, dtype=F64)
     kernel = torch.randn(Go, Ci + C, k, generator=g, dtype=F64)
     dS = torch.randn(B, Go * W, generator=g, dtype=F64)
     S, dx, dh, dk = conv_reference(x, h, kernel, W, dS)
+    x, h, kernel, dS = (t.to(dtype) for t in (x, h, kernel, dS))
+    S, dx, dh, dk = (t.to(dtype) for t in (S, dx, dh, dk))
     flat = kernel.reshape(Go, -1)  # (Go, (Ci + C) * k): [K_x | K_h]
-    tol = {"rtol": 1e-12, "atol": 1e-12}
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-4}
     torch.testing.assert_close(ops.conv_product(x, h, flat, W), S, **tol)
     got_dx, got_dh, got_dk, got_db = ops.conv_product_backward(x, h, flat, dS, W, need_dx)
     torch.testing.assert_close(got_dh, dh, **tol)

@@ -4,9 +4,10 @@ Read from the cell contract: ``cell.fused_params()`` gives W_ih (G, I) and W_hh 
 cell's kernel family (LipschitzRNN's stacked [A; W], the LMU's [W_h | W_m] on [h | m_t]), and
 ``cell.fused_constant_recurrence()`` a constant matrix the kernel also applies per step (the
 LMU's Abar: forward and backward products, no weight gradient); a row cell's (``conv_width``
-= W) are its kernels, and its GEMMs are those of the fused drivers' convolution (one per step
-for both maps: (Go, (C_in + C)*k) x ((C_in + C)*k, B*W), i.e. the recurrent GEMMs below with
-B*W rows and no separate input GEMM); a cell without a family is read by torch's names,
+= W) are its kernels, and its GEMMs are those of a convolution by im2col (one per step for
+both maps: (Go, (C_in + C)*k) x ((C_in + C)*k, B*W), i.e. the recurrent GEMMs below with B*W
+rows and no separate input GEMM; the fused drivers convolve directly, without a GEMM, and run
+below this floor); a cell without a family is read by torch's names,
 ``weight_ih`` and ``weight_hh``, and has no floor without them. Per layer, the recurrent
 GEMMs step by step (forward h_{t-1} W_hh^T; backward dG_t W_hh and the weight gradient
 sum_t dG_t^T h_{t-1}), plus the input projection where it is a real GEMM, i.e. the layer's

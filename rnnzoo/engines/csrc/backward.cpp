@@ -5,9 +5,8 @@
 // ONE GEMM adds the chunk to dW_hh (and [dW_ih | db] for wide inputs) while it is still in
 // cache; for tiny inputs [dW_ih | db] accumulate in a vector loop right after each step.
 // With a ConvShape (conv.h: both maps are one convolution over [x_t ; h_{t-1} * mask]) the
-// step runs the convolution's backward instead (gather dG, K^T dY, col2im into dh_{t-1} and
-// dx_t) and its kernel gradient dK += dY col^T at once (one step's R * W columns already make
-// a GEMM with a long K), with db accumulated as dG is rearranged for it.
+// step runs the convolution's backward instead (dh_{t-1}, dx_t, db, and dK's share, which
+// the product keeps per vector lane until the end of the time loop).
 // The shards' partial gradients are summed at the end in shard order, so the result does
 // not depend on the number of threads.
 #include "drivers.h"
@@ -107,6 +106,7 @@ struct BwdShard {
       }
       slot = 0;
     };
+    if (!dense_in) conv.start_backward(conv_tmp);
     timer.start();
     for (int64_t t = d.T_ - 1; t >= 0; --t) {
       const T* dyt = DYS ? DYS + (t * d.B + b0) * d.O : nullptr;
@@ -141,7 +141,7 @@ struct BwdShard {
       timer.lap(kBwdElem);
       if (dense) rec_gemm.run(R, dG, d.Gr, T(0), dhr, N);
       if (!dense_in) {  // dhr, dx_t, and dK, db (G,) accumulated
-        conv.backward(R, xt, d.I, hr, N, dG, d.Gr, dxt, d.I, dhr, N, dWhh, dWin, conv_tmp);
+        conv.backward(R, xt, d.I, hr, N, dG, d.Gr, dxt, d.I, dhr, N, dWin, conv_tmp);
       }
       if (dxt && dense_in) mm_nn<T>(R, d.I, d.G, dXt, d.G, Wih, d.I, own ? T(1) : T(0), dxt, d.I);
       timer.lap(kBwdGemm);
@@ -153,6 +153,7 @@ struct BwdShard {
       timer.lap(kBwdFlush);
     }
     flush();
+    if (!dense_in) conv.finish_backward(conv_tmp, dWhh);  // dK
     finish(s, dhr, direct, dc, mask);
     timer.commit();
   }

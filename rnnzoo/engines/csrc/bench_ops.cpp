@@ -84,9 +84,11 @@ std::vector<Tensor> conv_backward_impl(const ConvShape& cs, const Tensor& x, con
   Tensor db = at::zeros({cs.Go * cs.W}, h.options());
   Tensor scratch = at::empty({ConvProduct<T>::scratch_size(cs)}, h.options());
   const ConvProduct<T> conv{cs, kernel.data_ptr<T>()};
+  conv.start_backward(scratch.data_ptr<T>());
   conv.backward(B, x.data_ptr<T>(), x.size(1), h.data_ptr<T>(), h.size(1), dS.data_ptr<T>(),
                 dS.size(1), need_dx ? dx.data_ptr<T>() : nullptr, x.size(1), dh.data_ptr<T>(),
-                dh.size(1), dK.data_ptr<T>(), db.data_ptr<T>(), scratch.data_ptr<T>());
+                dh.size(1), db.data_ptr<T>(), scratch.data_ptr<T>());
+  conv.finish_backward(scratch.data_ptr<T>(), dK.data_ptr<T>());
   return {dx, dh, dK, db};
 }
 

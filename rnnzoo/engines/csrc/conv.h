@@ -2,24 +2,26 @@
 // of channel-major maps (the row cells convrnn and convlstm), instead of dense GEMMs with
 // their banded (Toeplitz) matrices, which spend W / k times more multiply-adds (28 / 5 =
 // 5.6x on the row view). Both maps of a step run as ONE convolution over the Ci + C channels
-// [x_t ; h_{t-1} * mask], whose output lands in S in the layout the dense GEMMs would write,
-// so the element-wise families run unchanged.
+// z = [x_t ; h_{t-1} * mask], whose output lands in S in the layout the dense GEMMs would
+// write, so the element-wise families run unchanged.
 //
 // Layout: x_t (R, Ci*W) and h (R, C*W), h[r, c*W + w]; the kernel K (Go, (Ci + C)*k) = [K_x |
 // K_h], K_h[o, c*k + j] (torch's Conv1d weight (Go, C, k) flattened); the output S (R, Go*W),
-// S[r, o*W + w] = sum_{c, j} K[o, c*k + j] z[r, c, w + j - p] with z = [x_t ; h], p = (k - 1)
-// / 2 and zeros outside [0, W) (torch's padding="same"). Per step, for the R rows of a shard:
+// S[r, o*W + w] = bias[o*W + w] + sum_{c, j} K[o, c*k + j] z[r, c, w + j - p] with p = (k -
+// 1) / 2 and zeros outside [0, W) (torch's padding="same").
 //
-//   im2col   col ((Ci + C)*k, R*W),  col[c*k + j, r*W + w] = z[r, c, w + j - p]
-//   GEMM     Y (Go, R*W) = K col                           (M = Go, N = R*W, K = (Ci + C)*k)
-//   scatter  S[r, o*W + w] = bias[o*W + w] + Y[o, r*W + w]
+// The product is computed directly, L = Vec<T>::size() batch rows at a time in the vector
+// lanes (conv_tiles.h), with no im2col and no GEMM. It replaced im2col + MKL's GEMM, whose
+// (16, 85) x (85, R*W) product ran at 44 GFLOP/s on this machine's 92 GFLOP/s core (one
+// operand is only 16 rows, so packing the other costs as much as the multiply-adds); the
+// tiles run at 76-85 (measured alone, row-view shapes, 1 thread). Per block of L rows:
 //
-// and in backward, with dS = dL/dS (R, Go*W):
-//
-//   gather   dY[o, r*W + w] = dS[r, o*W + w], and db[o*W + w] += dS[r, o*W + w]
-//   GEMM     dcol = K^T dY, then col2im: dz[r, c, w + j - p] += dcol[c*k + j, r*W + w] (only
-//            the h rows when dx is not needed)
-//   GEMM     dK (Go, (Ci + C)*k) += dY col^T  (col: im2col of the step's x_t and h_{t-1} * mask)
+//   forward   z -> map block (conv_pack.h), Y = correlate(K, z), S = bias + Y (back to rows)
+//   backward  dY = dS as a map block (db += the rows of dS);
+//             dz = correlate(K', dY) with K'[c, o*k + j] = K[o, c*k + k - 1 - j] and dY
+//             shifted by k - 1 - p: the maps' gradient (dh_{t-1}, and dx_t when wanted);
+//             dK += sum over the block's positions of dY z, kept per lane in dKv and summed
+//             over the lanes once, at the end of the shard's time loop (finish_backward).
 //
 // Every function works on caller-owned buffers (the drivers' per-shard scratch), so the
 // shards stay independent and the sums keep their order for any thread count.
@@ -27,6 +29,8 @@
 
 #include <ATen/ops/cat.h>
 
+#include "conv_pack.h"
+#include "conv_tiles.h"
 #include "runtime.h"
 
 namespace rnnzoo_fused {
@@ -67,175 +71,108 @@ inline Tensor conv_kernel(const ConvShape& cs, const Tensor& w_ih, const Tensor&
   return cs.on() ? at::cat({w_ih, w_hh}, 1) : Tensor();
 }
 
-// The rearrangements below copy rows of W (28 on the row view) elements: plain loops the
-// compiler vectorizes, not std::copy / std::fill, whose library calls per 28-element row
-// cost more than the copies themselves (measured: im2col took longer than its GEMM). The
-// compilers turn such loops back into memmove / memset calls (GCC's loop distribution,
-// clang's loop idioms; perf showed memmove at ~10% of a convrnn kernel run), so these
-// functions are compiled without that transformation.
-#if defined(__clang__)
-#define RNNZOO_PLAIN_LOOPS __attribute__((no_builtin("memcpy", "memmove", "memset")))
-#elif defined(__GNUC__)
-#define RNNZOO_PLAIN_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define RNNZOO_PLAIN_LOOPS
-#endif
-
-// dst[0, W) = src[w + s] where 0 <= w + s < W, else 0 (src: one map's row)
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-inline void shifted_row(int64_t W, int64_t s, const T* __restrict src, T* __restrict dst) {
-  const int64_t lo = std::clamp<int64_t>(-s, 0, W), hi = std::clamp<int64_t>(W - s, lo, W);
-  for (int64_t w = 0; w < lo; ++w) dst[w] = T(0);
-  const T* in = src + (lo + s);  // in[0] = src[lo + s], the first one in range
-  for (int64_t w = lo; w < hi; ++w) dst[w] = in[w - lo];
-  for (int64_t w = hi; w < W; ++w) dst[w] = T(0);
-}
-
-// dst[w + s] += src[w] where 0 <= w + s < W (the transpose of shifted_row)
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-inline void add_shifted_row(int64_t W, int64_t s, const T* __restrict src, T* __restrict dst) {
-  const int64_t lo = std::clamp<int64_t>(-s, 0, W), hi = std::clamp<int64_t>(W - s, lo, W);
-  T* out = dst + (lo + s);
-  for (int64_t w = lo; w < hi; ++w) out[w - lo] += src[w];
-}
-
-// rows [c*k + j] of col (ld ldc) for the `n` maps of z (R, n*W), ld ldz:
-// col[c*k + j, r*W + w] = z[r, c*W + w + j - p]
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-void im2col(const ConvShape& cs, int64_t n, int64_t R, const T* z, int64_t ldz, T* col,
-            int64_t ldc) {
-  const int64_t W = cs.W;
-  for (int64_t c = 0; c < n; ++c) {
-    for (int64_t j = 0; j < cs.k; ++j) {
-      T* dst = col + (c * cs.k + j) * ldc;
-      for (int64_t r = 0; r < R; ++r) {
-        shifted_row(W, j - cs.left(), z + r * ldz + c * W, dst + r * W);
-      }
-    }
-  }
-}
-
-// dz (R, n*W), ld lddz, = col2im of `n` maps' rows of dcol (ld ldc):
-// dz[r, c*W + v] = sum over j of dcol[c*k + j, r*W + v - j + p]. dcol is read in order (row
-// by row; dz is small and stays in cache).
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-void col2im(const ConvShape& cs, int64_t n, int64_t R, const T* dcol, int64_t ldc, T* dz,
-            int64_t lddz) {
-  const int64_t W = cs.W;
-  for (int64_t r = 0; r < R; ++r) {
-    for (int64_t i = 0; i < n * W; ++i) dz[r * lddz + i] = T(0);
-  }
-  for (int64_t c = 0; c < n; ++c) {
-    for (int64_t j = 0; j < cs.k; ++j) {
-      const T* src = dcol + (c * cs.k + j) * ldc;
-      for (int64_t r = 0; r < R; ++r) {
-        add_shifted_row(W, j - cs.left(), src + r * W, dz + r * lddz + c * W);
-      }
-    }
-  }
-}
-
-// S (R, ldS) = bias + Y (Go, R*W) rearranged: S[r, o*W + w] = bias[o*W + w] + Y[o, r*W + w];
-// with a null bias S += Y rearranged
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-void scatter(const ConvShape& cs, int64_t R, const T* Y, const T* bias, T* S, int64_t ldS) {
-  const int64_t W = cs.W, RW = R * W;
-  for (int64_t r = 0; r < R; ++r) {
-    for (int64_t o = 0; o < cs.Go; ++o) {
-      T* __restrict dst = S + r * ldS + o * W;
-      const T* __restrict src = Y + o * RW + r * W;
-      if (bias) {
-        const T* __restrict b = bias + o * W;
-        for (int64_t w = 0; w < W; ++w) dst[w] = b[w] + src[w];
-      } else {
-        for (int64_t w = 0; w < W; ++w) dst[w] += src[w];
-      }
-    }
-  }
-}
-
-// dY (Go, R*W) = dS (R, ldS) rearranged, dY[o, r*W + w] = dS[r, o*W + w], and db (Go*W) +=
-// the rows of dS (the bias gradient, in the same pass)
-template <typename T>
-RNNZOO_PLAIN_LOOPS
-void gather(const ConvShape& cs, int64_t R, const T* dS, int64_t ldS, T* dY, T* db) {
-  const int64_t W = cs.W, RW = R * W;
-  for (int64_t r = 0; r < R; ++r) {
-    for (int64_t o = 0; o < cs.Go; ++o) {
-      const T* __restrict src = dS + r * ldS + o * W;
-      T* __restrict dst = dY + o * RW + r * W;
-      T* __restrict acc = db + o * W;
-      for (int64_t w = 0; w < W; ++w) {
-        dst[w] = src[w];
-        acc[w] += src[w];
-      }
-    }
-  }
-}
-
-// batch rows per block of the convolution product: one block's im2col buffer stays in L2
-// (see ConvProduct). Measured with scripts/benchmark.py (loop and fused interleaved, 2
-// threads, no other job; the host's noise moves the milliseconds by +-30%, so ratios):
-// loop / fused for convrnn 2.45-2.69 (mean 2.53, 6 runs) with 16-row blocks vs 2.08-2.43
-// (mean 2.24, 5 runs) with whole 64-row shards; convlstm 3.22 vs 3.20 (means). Fused alone,
-// and on one thread beside another job, the difference was within the noise.
-inline int64_t g_conv_block_rows = 16;
-
-// One step's convolution for a shard, block by block of g_conv_block_rows batch rows (the
-// im2col of a whole 64-row shard, 85 rows x 1792 columns, is 610 KB: more than this machine's
-// 512 KB L2, so the GEMM read it back from L3), on its scratch (scratch_size elements): col
-// (rows(), Rb*W), Y / dY (Go, Rb*W), dcol (rows(), Rb*W). The blocks are fixed by the shard's
-// rows, so every sum keeps its order.
+// One step's convolution for a shard, block by block of L batch rows, on its scratch
+// (scratch_size elements, from a 64-byte boundary on): dKv (Go, (Ci + C)*k, L), z ((Ci +
+// C), Wp, L), Y / dY (Go, Wp, L), dz ((Ci + C), Wr, L), the flipped kernel K' ((Ci + C),
+// Go*k). Wr: W rounded up to the tiles' kTileW positions (the extra outputs are computed and
+// dropped), Wp = Wr + k - 1. dKv and K' live through a backward time loop: start_backward
+// before it, finish_backward after it.
 template <typename T>
 struct ConvProduct {
   ConvShape cs;
   const T* K;  // (Go, rows()) = [K_x | K_h]
-  int64_t block = g_conv_block_rows;
+  static constexpr int64_t L = Vec<T>::size();
+  static constexpr int64_t kAlign = 64 / sizeof(T);  // elements to a 64-byte boundary
 
+  static int64_t Wr(const ConvShape& cs) { return (cs.W + kTileW - 1) / kTileW * kTileW; }
+  static int64_t Wp(const ConvShape& cs) { return Wr(cs) + cs.k - 1; }
   static int64_t scratch_size(const ConvShape& cs) {
-    return cs.on() ? g_conv_block_rows * cs.W * (2 * cs.rows() + cs.Go) : 0;
+    if (!cs.on()) return 0;
+    const int64_t Cz = cs.Ci + cs.C;
+    return kAlign + cs.Go * cs.rows() * (L + 1) +
+           L * (Cz * Wp(cs) + cs.Go * Wp(cs) + Cz * Wr(cs));
+  }
+
+  struct Areas {
+    T *dKv, *z, *y, *dz, *Kf;
+  };
+  Areas areas(T* scratch) const {
+    const auto at = reinterpret_cast<uintptr_t>(scratch);
+    T* base = reinterpret_cast<T*>((at + 63) & ~uintptr_t(63));  // every area L-aligned
+    Areas a{base, nullptr, nullptr, nullptr, nullptr};
+    a.z = a.dKv + cs.Go * cs.rows() * L;
+    a.y = a.z + (cs.Ci + cs.C) * Wp(cs) * L;
+    a.dz = a.y + cs.Go * Wp(cs) * L;
+    a.Kf = a.dz + (cs.Ci + cs.C) * Wr(cs) * L;
+    return a;
+  }
+
+  // z's block: [x ; h] rows r0.. (nl of them) as maps, positions shifted by p
+  void pack_z(int64_t nl, const T* x, int64_t ldx, const T* h, int64_t ldh, T* z) const {
+    pack_block(cs.Ci, cs.W, Wp(cs), cs.left(), nl, x, ldx, z);
+    pack_block(cs.C, cs.W, Wp(cs), cs.left(), nl, h, ldh, z + cs.Ci * Wp(cs) * L);
   }
 
   // S (R, ldS) = bias + conv([x ; h]) (S += conv(...) with a null bias): x (R, Ci*W), h (R,
   // C*W) with leading dimensions ldx, ldh, bias (Go*W)
   void forward(int64_t R, const T* x, int64_t ldx, const T* h, int64_t ldh, const T* bias, T* S,
                int64_t ldS, T* scratch) const {
-    for (int64_t r0 = 0; r0 < R; r0 += block) {
-      const int64_t Rb = std::min(block, R - r0), RW = Rb * cs.W;
-      T* col = scratch;
-      T* Y = col + RW * cs.rows();
-      im2col(cs, cs.Ci, Rb, x + r0 * ldx, ldx, col, RW);
-      im2col(cs, cs.C, Rb, h + r0 * ldh, ldh, col + cs.rows_x() * RW, RW);
-      mm_nn<T>(cs.Go, RW, cs.rows(), K, cs.rows(), col, RW, T(0), Y, RW);
-      scatter(cs, Rb, Y, bias, S + r0 * ldS, ldS);
+    const Areas a = areas(scratch);
+    for (int64_t r0 = 0; r0 < R; r0 += L) {
+      const int64_t nl = std::min(L, R - r0);
+      pack_z(nl, x + r0 * ldx, ldx, h + r0 * ldh, ldh, a.z);
+      correlate(K, cs.Go, cs.Ci + cs.C, cs.k, a.z, Wp(cs), Wr(cs), a.y);
+      unpack_block(cs.Go, cs.W, Wr(cs), nl, a.y, bias, bias == nullptr, S + r0 * ldS, ldS);
+    }
+  }
+
+  // before a backward time loop: dKv = 0, K'[c, o*k + j] = K[o, c*k + k - 1 - j]
+  void start_backward(T* scratch) const {
+    const Areas a = areas(scratch);
+    const int64_t Cz = cs.Ci + cs.C, nK = cs.Go * cs.rows();
+    std::fill(a.dKv, a.dKv + nK * L, T(0));
+    for (int64_t c = 0; c < Cz; ++c) {
+      for (int64_t o = 0; o < cs.Go; ++o) {
+        for (int64_t j = 0; j < cs.k; ++j) {
+          a.Kf[(c * cs.Go + o) * cs.k + j] = K[o * cs.rows() + c * cs.k + cs.k - 1 - j];
+        }
+      }
     }
   }
 
   // the gradients of sum(dS * (bias + conv([x ; h]))): dh (R, lddh) and, unless dx is null,
-  // dx (R, lddx); dK (Go, rows()) and db (Go*W) += those of K and the bias
+  // dx (R, lddx); db (Go*W) += that of the bias; dK's share goes to dKv (finish_backward)
   void backward(int64_t R, const T* x, int64_t ldx, const T* h, int64_t ldh, const T* dS,
-                int64_t ldS, T* dx, int64_t lddx, T* dh, int64_t lddh, T* dK, T* db,
+                int64_t ldS, T* dx, int64_t lddx, T* dh, int64_t lddh, T* db,
                 T* scratch) const {
-    const int64_t nx = cs.rows_x();
-    const int64_t skip = dx ? 0 : nx;  // the x rows of dcol only when dx is wanted
-    for (int64_t r0 = 0; r0 < R; r0 += block) {
-      const int64_t Rb = std::min(block, R - r0), RW = Rb * cs.W;
-      T* col = scratch;
-      T* dY = col + RW * cs.rows();
-      T* dcol = dY + RW * cs.Go;
-      gather(cs, Rb, dS + r0 * ldS, ldS, dY, db);
-      mm_tn<T>(cs.rows() - skip, RW, cs.Go, K + skip, cs.rows(), dY, RW, T(0),
-               dcol + skip * RW, RW);
-      if (dx) col2im(cs, cs.Ci, Rb, dcol, RW, dx + r0 * lddx, lddx);
-      col2im(cs, cs.C, Rb, dcol + nx * RW, RW, dh + r0 * lddh, lddh);
-      im2col(cs, cs.Ci, Rb, x + r0 * ldx, ldx, col, RW);
-      im2col(cs, cs.C, Rb, h + r0 * ldh, ldh, col + nx * RW, RW);
-      mm_nt<T>(cs.Go, cs.rows(), RW, dY, RW, col, RW, T(1), dK, cs.rows());
+    const Areas a = areas(scratch);
+    const int64_t Cz = cs.Ci + cs.C, GW = cs.Go * cs.W, shift = cs.k - 1 - cs.left();
+    const int64_t c0 = dx ? 0 : cs.Ci;  // the x maps' gradient only when dx is wanted
+    for (int64_t r0 = 0; r0 < R; r0 += L) {
+      const int64_t nl = std::min(L, R - r0);
+      const T* dSb = dS + r0 * ldS;
+      for (int64_t l = 0; l < nl; ++l) {
+        for (int64_t i = 0; i < GW; ++i) db[i] += dSb[l * ldS + i];
+      }
+      pack_block(cs.Go, cs.W, Wp(cs), shift, nl, dSb, ldS, a.y);
+      correlate(a.Kf + c0 * cs.Go * cs.k, Cz - c0, cs.Go, cs.k, a.y, Wp(cs), Wr(cs),
+                a.dz + c0 * Wr(cs) * L);
+      const T* no_bias = nullptr;
+      if (dx) unpack_block(cs.Ci, cs.W, Wr(cs), nl, a.dz, no_bias, false, dx + r0 * lddx, lddx);
+      unpack_block(cs.C, cs.W, Wr(cs), nl, a.dz + cs.Ci * Wr(cs) * L, no_bias, false,
+                   dh + r0 * lddh, lddh);
+      pack_z(nl, x + r0 * ldx, ldx, h + r0 * ldh, ldh, a.z);
+      kernel_grad(a.y + shift * L, Wp(cs) * L, cs.Go, a.z, Wp(cs) * L, Cz, cs.k, cs.W, a.dKv);
+    }
+  }
+
+  // after the time loop: dK (Go, rows()) += dKv summed over its lanes
+  void finish_backward(T* scratch, T* dK) const {
+    const T* dKv = areas(scratch).dKv;
+    for (int64_t i = 0; i < cs.Go * cs.rows(); ++i) {
+      T sum = T(0);
+      for (int64_t l = 0; l < L; ++l) sum += dKv[i * L + l];
+      dK[i] += sum;
     }
   }
 };
