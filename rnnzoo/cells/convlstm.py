@@ -27,9 +27,9 @@ exactly the ``lstm`` cell's (4H) layout with H = C*W.
 Fused: the existing "peephole" family (or "lstm" without peepholes) runs the cell
 unchanged. ``fused_params`` passes the kernels compact, (4C, C_in*k) and (4C, C*k), with
 ``conv_width`` = W: the drivers compute both maps of a step as ONE convolution over [X_t ;
-H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: one GEMM (4C, (C_in + C)*k) x ((C_in +
-C)*k, R*W) per step and shard of R rows on the im2col of the maps), whose output lands in
-the gate layout (gate*C + c)*W + w the family reads; the dense banded (Toeplitz) matrices
+H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: computed directly, batch rows in the
+vector lanes (8 float32 on AVX2) of register tiles; no im2col, no GEMM), whose output lands
+in the gate layout (gate*C + c)*W + w the family reads; the dense banded (Toeplitz) matrices
 (``conv_matrix``, (4C*W, C*W) for K_h) would cost W / k times the multiply-adds. Each
 channel's bias is repeated over the width.
 

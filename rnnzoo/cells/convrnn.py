@@ -23,11 +23,11 @@ adds K_h * (h . mask) (F.conv1d: the ``loop`` engine is the reference).
 Fused: the existing "elman_tanh" kernel family runs this cell unchanged. ``fused_params``
 passes the kernels compact, K_x (C, C_in*k) and K_h (C, C*k), with ``conv_width`` = W, and
 the drivers compute both maps of a step as ONE convolution over the C_in + C maps [X_t ;
-H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: im2col, one GEMM (C, (C_in + C)*k) x
-((C_in + C)*k, R*W) per step and shard of R rows, its transposes in backward), not as
-products with the dense banded (Toeplitz) matrices (``conv_matrix``, (C*W, C*W) for K_h),
-which cost W / k times the multiply-adds (5.6x at W = 28, k = 5). The bias is repeated
-over the width.
+H_{t-1} . mask] (``rnnzoo/engines/csrc/conv.h``: computed directly, batch rows in the
+vector lanes (8 float32 on AVX2) of register tiles, for the product and in backward for
+the maps' and the kernel's gradients; no im2col, no GEMM), not as products with the dense
+banded (Toeplitz) matrices (``conv_matrix``, (C*W, C*W) for K_h), which cost W / k times
+the multiply-adds (5.6x at W = 28, k = 5). The bias is repeated over the width.
 
 Init: as torch.nn.Conv1d, K ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = channels in *
 k; b = 0.

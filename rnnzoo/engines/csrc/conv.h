@@ -14,7 +14,7 @@
 // lanes (conv_tiles.h), with no im2col and no GEMM. It replaced im2col + MKL's GEMM, whose
 // (16, 85) x (85, R*W) product ran at 44 GFLOP/s on this machine's 92 GFLOP/s core (one
 // operand is only 16 rows, so packing the other costs as much as the multiply-adds); the
-// tiles run at 76-85 (measured alone, row-view shapes, 1 thread). Per block of L rows:
+// tiles run at 71-85 (measured alone, row-view shapes, 1 thread). Per block of L rows:
 //
 //   forward   z -> map block (conv_pack.h), Y = correlate(K, z), S = bias + Y (back to rows)
 //   backward  dY = dS as a map block (db += the rows of dS);
@@ -39,8 +39,8 @@ namespace rnnzoo_fused {
 struct ConvShape {
   int64_t W = 0, Ci = 0, C = 0, k = 0, Go = 0;
   bool on() const { return W > 0; }
-  int64_t rows_x() const { return Ci * k; }        // im2col rows of x_t
-  int64_t rows() const { return (Ci + C) * k; }    // all im2col rows: the GEMM's K
+  int64_t rows_x() const { return Ci * k; }        // taps of x_t's maps: K_x's columns
+  int64_t rows() const { return (Ci + C) * k; }    // all taps: the kernel's columns
   int64_t left() const { return (k - 1) / 2; }
 };
 

@@ -2,8 +2,8 @@
 // rows, the whole time loop; per step the input pre-activations (inline FMA loop for tiny
 // inputs such as pixel MNIST's I = 1, a GEMM otherwise), ONE recurrent GEMM with the
 // weight packed once per call, and the family's vectorized element-wise pass. With a
-// ConvShape (row cells) both maps are ONE 1-D convolution instead (conv.h: im2col of [x_t ;
-// h_{t-1} * mask], one GEMM with the kernels [K_x | K_h], S = bias + its output).
+// ConvShape (row cells) both maps are ONE 1-D convolution instead (conv.h: [x_t ; h_{t-1} *
+// mask] with the kernels [K_x | K_h], computed directly, S = bias + its output).
 #include "drivers.h"
 #include "input_ops.h"
 
